@@ -1,0 +1,54 @@
+"""The ``landscape`` command line. Only this module (and commands/) prints."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ._version import __version__
+from .commands import COMMANDS
+from .errors import LandscapeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="landscape",
+        description="Energy landscape toolkit for classifiers read as energy-based models.",
+    )
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--no-progress", action="store_true", help="turn progress bars off")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.no_progress:
+        from .utils import set_progress
+
+        set_progress(False)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except LandscapeError as exc:
+        msg = " ".join(str(exc).split())
+        print(f"landscape: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landscape: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Small shared helpers: atomic writes, progress bars, seeding, devices."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_PROGRESS_DEFAULT: bool | None = None
+
+
+def set_progress(enabled: bool | None) -> None:
+    """Turn progress bars on or off for the whole process (``None``: automatic).
+
+    Automatic means: on unless ``LANDSCAPE_PROGRESS=0`` is set.
+    """
+    global _PROGRESS_DEFAULT
+    _PROGRESS_DEFAULT = enabled
+
+
+def progress_enabled(enabled: bool | None = None) -> bool:
+    if enabled is not None:
+        return enabled
+    if _PROGRESS_DEFAULT is not None:
+        return _PROGRESS_DEFAULT
+    return os.environ.get("LANDSCAPE_PROGRESS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def progress(iterable: Iterable[T], enabled: bool | None = None, **kwargs) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar unless progress bars are turned off."""
+    if not progress_enabled(enabled):
+        return iterable
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was,
+    so a reader never sees a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else CPU; otherwise validated."""
+    from .errors import LandscapeError
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LandscapeError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LandscapeError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    return dev
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,51 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from landscape import __version__
+from landscape.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "landscape.cli", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"landscape {__version__}"
+    r = run_cli("--help")
+    assert r.returncode == 0 and "demo" in r.stdout and "info" in r.stdout
+
+
+def test_info_lists_architectures_and_datasets(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "wrn" in out and "smallcnn" in out and "fashion-mnist" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["demo", "--data", "imagenette"], "unknown dataset 'imagenette'"),
+    (["demo", "--out", "table.xlsx"], "--out must end in .csv or .parquet"),
+    (["demo", "--n", "0"], "--n must be >= 1"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, fragment):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert r.stderr.startswith("landscape: error:") and fragment in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_on_a_small_selection(tmp_path, capsys):
+    out = tmp_path / "energies.parquet"
+    assert main(["--no-progress", "demo", "--n-train", "2000", "--n", "300", "--epochs", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "clean" in text and "uniform-noise" in text
+    table = pd.read_parquet(out)
+    assert len(table) == 900 and set(table["source"].str.split("(").str[0]) == {"clean", "gaussian-noise", "uniform-noise"}
+    assert table["energy"].notna().all()
+    assert (table["energy"] <= table["conditional_energy"] + 1e-5).all()
+    clean = table[table.source == "clean"]
+    assert clean["correct"].mean() > 0.5  # trained: far above chance on real images
