@@ -31,7 +31,10 @@ def alias_autoattack() -> ModuleType:
         return existing
     sys.modules["autoattack"] = pkg
     for info in pkgutil.iter_modules(pkg.__path__):
-        sub = importlib.import_module(f"pyautoattack.{info.name}")
+        try:
+            sub = importlib.import_module(f"pyautoattack.{info.name}")
+        except ImportError:  # the TensorFlow helpers (utils_tf, fab_tf) need tensorflow
+            continue
         sys.modules[f"autoattack.{info.name}"] = sub
     return pkg
 

@@ -1,0 +1,173 @@
+"""What a checkpoint is, without running it: :func:`inspect_checkpoint`.
+
+Reads the file the same safe way :func:`landscape.load_model` does (memory-mapped
+where possible), detects family and architecture, and counts parameters on a
+network built on the ``meta`` device: no weights are copied, no forward pass runs,
+and nothing is downloaded (a registry entry that is not cached is described from
+the registry alone).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from .build import build_meta, check_state, count_values, describe_architecture
+from .detect import Options, plan_state_dict
+from .layout import Unwrapped, describe_keys, unwrap
+from .resolve import resolve_source
+from .safety import safe_torch_load, sniff_format
+
+__all__ = ["CheckpointInfo", "inspect_checkpoint"]
+
+
+@dataclass
+class CheckpointInfo:
+    source: str
+    path: str | None = None
+    cached: bool | None = None           # registry/URL sources: is the file in the cache?
+    expected_path: str | None = None     # where a registry/URL file is (or would be) cached
+    format: str | None = None
+    size_bytes: int | None = None
+    family: str | None = None
+    family_candidates: list = field(default_factory=list)
+    architecture: str | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    n_parameters: int | None = None
+    n_buffer_values: int | None = None
+    normalization: object = None
+    input_shape: tuple | None = None
+    n_classes: int | None = None
+    replay_buffer: dict | None = None
+    metadata: dict = field(default_factory=dict)
+    registry: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _buffer_summary(buffer: torch.Tensor) -> dict:
+    out = {"shape": list(buffer.shape), "dtype": str(buffer.dtype).replace("torch.", "")}
+    if buffer.numel() and buffer.is_floating_point():
+        lo, hi = torch.aminmax(buffer)
+        out["min"], out["max"] = float(lo), float(hi)
+    return out
+
+
+def inspect_checkpoint(source, family: str | None = None, **overrides) -> CheckpointInfo:
+    """Describe ``source`` (path, URL, registry or zoo name) without loading it into a model."""
+    from ..native import read_native_header
+
+    opts = Options.from_overrides(overrides)
+    src = resolve_source(source, family, opts, download=False)
+    info = CheckpointInfo(source=src.display)
+    if src.entry is not None:
+        info.registry = src.entry.to_dict()
+        info.family = src.family
+        info.architecture = src.entry.architecture
+        info.arch_kwargs = dict(src.entry.arch_kwargs)
+    if src.expected_path is not None:
+        info.expected_path = str(src.expected_path)
+        info.cached = src.path is not None
+    if src.zoo is not None:
+        return _inspect_zoo(info, src.zoo)
+    if src.path is None:
+        return info
+    path = Path(src.path)
+    info.path = str(path)
+    info.size_bytes = path.stat().st_size
+    info.format = sniff_format(path)
+    if info.format == "safetensors":
+        try:
+            header = read_native_header(path)
+        except CheckpointError as exc:
+            if "not a landscape native checkpoint" not in str(exc):
+                raise
+            header = None
+        if header is not None:
+            return _inspect_native(info, path, header)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: fh.get_slice(k) for k in fh.keys()}
+            shapes = {k: torch.empty(v.get_shape(), device="meta") for k, v in state.items()}
+        return _inspect_state(info, path, Unwrapped(shapes), src.family, opts)
+    if info.format in ("empty", "html", "unknown") and path.suffix == ".safetensors":
+        read_native_header(path)  # raises the native reader's error
+    obj = safe_torch_load(path, mmap=True)
+    return _inspect_state(info, path, unwrap(obj, str(path), opts.state_key), src.family, opts)
+
+
+def _inspect_native(info: CheckpointInfo, path: Path, header: dict) -> CheckpointInfo:
+    info.family = "native"
+    info.architecture = header.get("architecture")
+    info.arch_kwargs = dict(header.get("arch_kwargs") or {})
+    info.normalization = header.get("normalization")
+    info.input_shape = tuple(header["input_shape"]) if header.get("input_shape") else None
+    info.n_classes = header.get("n_classes")
+    info.metadata = dict(header.get("metadata") or {})
+    info.metadata.update({k: header[k] for k in ("landscape_version", "created", "temperature") if k in header})
+    net = build_meta(info.architecture, info.arch_kwargs, str(path))
+    info.n_parameters, info.n_buffer_values = count_values(net)
+    return info
+
+
+def _inspect_state(info: CheckpointInfo, path: Path, unw: Unwrapped, family, opts: Options) -> CheckpointInfo:
+    from . import robustbench as rbz
+
+    plan = plan_state_dict(unw, family, str(path), opts)
+    if plan is None:
+        guess = rbz.zoo_path_guess(path)
+        if guess is not None:
+            name, dataset, threat, model_dir = guess
+            return _inspect_zoo(info, rbz.zoo_model(name, dataset, threat, model_dir))
+        raise CheckpointError(
+            f"{path}: keys {describe_keys(unw.state_dict)} match no known layout; pass family='state_dict' and architecture=..."
+        )
+    info.family = plan.family
+    info.family_candidates = list(plan.metadata.get("family_candidates", []))
+    info.normalization = plan.normalization
+    info.input_shape = plan.input_shape
+    info.n_classes = plan.n_classes
+    info.metadata = {k: v for k, v in plan.metadata.items() if k != "family_candidates"}
+    if isinstance(plan.architecture, str):
+        net = build_meta(plan.architecture, plan.arch_kwargs, str(path))
+        info.architecture = plan.architecture
+        info.arch_kwargs = dict(net.arch_kwargs)
+        info.n_parameters, info.n_buffer_values = count_values(net)
+        try:
+            check_state(net.state_dict(), plan.state_dict, str(path), describe_architecture(plan.architecture, plan.arch_kwargs))
+        except CheckpointError as exc:
+            info.metadata["problem"] = str(exc)
+    if unw.replay_buffer is not None:
+        info.replay_buffer = _buffer_summary(unw.replay_buffer)
+    return info
+
+
+def _inspect_zoo(info: CheckpointInfo, zm) -> CheckpointInfo:
+    from . import robustbench as rbz
+
+    info.family = "robustbench"
+    info.architecture = info.architecture or f"robustbench:{zm.name}"
+    info.normalization = "identity (the zoo model normalises inside)"
+    info.input_shape = rbz.INPUT_SHAPE[zm.dataset]
+    info.n_classes = rbz.N_CLASSES[zm.dataset]
+    info.metadata = {"zoo": {"name": zm.name, "dataset": zm.dataset, "threat_model": zm.threat_model,
+                             "model_dir": str(zm.model_dir)}}
+    files = rbz.zoo_files(zm)
+    info.expected_path = str(files[0])
+    info.cached = all(f.is_file() for f in files)
+    if info.cached:
+        info.path = str(files[0])
+        info.size_bytes = sum(os.path.getsize(f) for f in files)
+        info.format = sniff_format(files[0])
+    try:
+        net = rbz.build_zoo_network_meta(zm)
+        info.n_parameters, info.n_buffer_values = count_values(net)
+    except Exception:  # some zoo constructors do real work at build time; the count is optional
+        pass
+    return info
