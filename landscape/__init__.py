@@ -34,6 +34,7 @@ _LAZY = {
     "train_val_split": "landscape.data",
     "save_model": "landscape.native",
     "load_model": "landscape.loading",
+    "score": "landscape.engine",
     "set_progress": "landscape.utils",
     "seed_everything": "landscape.utils",
 }

@@ -86,6 +86,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_table(table, path: str | os.PathLike) -> Path:
+    """Write a DataFrame atomically as Parquet or CSV, chosen by the file's suffix."""
+    from .errors import LandscapeError
+
+    path = Path(path)
+    if path.suffix not in (".parquet", ".csv"):
+        raise LandscapeError(f"table files must end in .parquet or .csv, got {str(path)!r}")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+    return path
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)

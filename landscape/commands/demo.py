@@ -22,7 +22,7 @@ def run(args) -> int:
 
     from ..errors import LandscapeError
     from ..quickstart import quick_landscape, summarise
-    from ..utils import atomic_path
+    from ..utils import write_table
 
     if args.out and Path(args.out).suffix not in (".csv", ".parquet"):
         raise LandscapeError(f"--out must end in .csv or .parquet, got {args.out!r}")
@@ -36,10 +36,6 @@ def run(args) -> int:
           f"(E(x) = -logsumexp f(x); lower = more likely under the model)")
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     if args.out:
-        with atomic_path(args.out) as tmp:
-            if args.out.endswith(".csv"):
-                table.to_csv(tmp, index=False)
-            else:
-                table.to_parquet(tmp, index=False)
+        write_table(table, args.out)
         print(f"energy table ({len(table)} rows) written to {args.out}")
     return 0

@@ -1,0 +1,323 @@
+"""The energy engine: ``score(model, data, sources)`` -> an energy table.
+
+One row per sample and source with columns ``model``, ``source``, ``index``
+(the sample's index in its dataset), ``label``, ``prediction``, ``correct``,
+``energy`` (E(x)) and ``conditional_energy`` (E(x, y)), computed from the samples
+a source makes out of each clean batch.
+
+* Batches are streamed: only one batch of images (and its samples) is in memory.
+* ``device=None`` picks CUDA when present. ``precision="bf16"`` runs the network
+  under autocast (energies are still computed in float32); ``channels_last``
+  defaults to on for bf16.
+* Determinism: every random draw is keyed by ``(seed, dataset index)``
+  (:mod:`landscape.rng`), so the table does not depend on the batch size, on the
+  subset a sample is scored in, or on how the data is sharded across processes.
+* Caching: each source's table is cached on disk under a key naming the model's
+  hash, the source's settings, the data selection, the precision, the seed and
+  the toolkit version (:mod:`landscape.cache`). Stateful sources (SGLD from a
+  replay buffer) are never cached.
+* AutoAttack draws its random starts per batch (inside ``pyautoattack``), so its
+  rows are the one exception to batch-size invariance.
+* Sharding: under ``torchrun`` (an initialised ``torch.distributed`` process
+  group), each rank scores a contiguous shard and the table is gathered, so every
+  rank returns the same table as one process would.
+* Checks (:mod:`landscape.checks`) run on the first batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ._version import __version__
+from .cache import EnergyCache, model_fingerprint, tensor_digest
+from .checks import check_finite, run_checks
+from .energy import EnergyModel, eval_mode
+from .errors import LandscapeError
+from .utils import progress, resolve_device
+
+log = logging.getLogger(__name__)
+
+__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec", "autocast_context"]
+
+COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy", "conditional_energy"]
+PRECISIONS = ("fp32", "bf16")
+
+
+# ----------------------------------------------------------------------------- sources
+def parse_source_spec(spec: str, dataset: str | None = None):
+    """Build a source from ``"name"`` or ``"name:key=value:key=value"``.
+
+    ``"pgd"`` and ``"autoattack"`` take their radius from the per-dataset defaults;
+    ``"pgd:steps=20:loss=energy"`` overrides settings; ``"ood:dataset=mnist"``
+    scores images of another dataset. Values are Python literals or plain words.
+    """
+    import ast
+
+    from . import sources as S
+
+    name, *pairs = [p.strip() for p in spec.split(":")]
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LandscapeError(f"source settings must look like name:key=value, got {spec!r}")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = value.strip()
+    if name == "ood" and "dataset" not in kwargs:
+        raise LandscapeError(f"source 'ood' needs the out-of-distribution dataset, e.g. 'ood:dataset=mnist', got {spec!r}")
+    return S.create_source(name, dataset=None if name == "ood" else dataset, **kwargs)
+
+
+def resolve_sources(sources, dataset: str | None = None) -> dict[str, object]:
+    """Turn ``"clean,pgd"``, a list of specs/Source objects, or a dict into ``{name: Source}``.
+
+    Specs are parsed by :func:`parse_source_spec` (per-dataset defaults apply).
+    """
+    from . import sources as S
+
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",") if s.strip()]
+    if isinstance(sources, S.Source):
+        sources = [sources]
+    if isinstance(sources, Mapping):
+        items = list(sources.items())
+    else:
+        items = []
+        for s in sources:
+            src = parse_source_spec(s, dataset) if isinstance(s, str) else s
+            label = s if isinstance(s, str) and ":" in s else getattr(src, "name", None)
+            items.append((label, src))
+    out: dict[str, object] = {}
+    for name, src in items:
+        if not isinstance(src, S.Source):
+            raise LandscapeError(f"sources must be names or landscape.sources.Source objects, got {type(src).__name__}")
+        if name in out:
+            raise LandscapeError(f"two sources are named {name!r}; pass a dict {{name: source}} to tell them apart")
+        out[name] = src
+    if not out:
+        raise LandscapeError("at least one source is needed, got none")
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class _Selection:
+    description: dict
+    indices: np.ndarray  # dataset index of each row (also the RNG key)
+    fetch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+    dataset_name: str | None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _selection(data) -> _Selection:
+    from .data import to_tensors
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+        if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
+            raise LandscapeError(f"data must be (x N x C x H x W, y N), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        return _Selection({"tensors": tensor_digest(x, y)}, np.arange(len(x)),
+                          lambda pos: (x[torch.as_tensor(pos)], y[torch.as_tensor(pos)].long()), None)
+    if not isinstance(data, Dataset):
+        raise LandscapeError(f"data must be a torch Dataset or a tuple (x, y) of tensors, got {type(data).__name__}")
+    base, idx = data, np.arange(len(data))
+    while isinstance(base, Subset):
+        idx = np.asarray(base.indices)[idx]
+        base = base.dataset
+    name = getattr(base, "name", None)
+    if name:
+        desc = {"dataset": name, "split": getattr(base, "split", ""), "n_base": len(base),
+                "indices": tensor_digest(torch.as_tensor(idx, dtype=torch.int64))}
+    else:  # an anonymous dataset: hash its content (first use only)
+        x, y = to_tensors(data)
+        desc = {"tensors": tensor_digest(x, y)}
+    return _Selection(desc, idx, lambda pos: to_tensors(data, pos.tolist()), name)
+
+
+# ----------------------------------------------------------------------------- precision
+def autocast_context(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- distributed
+def _dist_info(distributed) -> tuple[int, int]:
+    if distributed is False:
+        return 0, 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if distributed is True:
+        raise LandscapeError("distributed=True but no torch.distributed process group is initialised "
+                             "(launch with torchrun and call torch.distributed.init_process_group)")
+    return 0, 1
+
+
+def _gather(parts: dict[str, dict], world: int) -> dict[str, list[dict]]:
+    import torch.distributed as dist
+
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, parts)
+    return {name: [g[name] for g in gathered] for name in parts}
+
+
+# ----------------------------------------------------------------------------- score
+def score(model, data, sources="clean", *, model_name: str | None = None, batch_size: int = 256,
+          device=None, precision: str = "fp32", channels_last: bool | None = None, seed: int = 0,
+          cache: bool | str | os.PathLike | EnergyCache = False, checks: str = "error",
+          distributed: bool | None = None, progress_bar: bool | None = None) -> pd.DataFrame:
+    """Score the energies of the samples each source makes from ``data``.
+
+    Args:
+        model: an :class:`EnergyModel`, or anything :func:`landscape.load_model` takes.
+        data: a Dataset of ``(x in [0,1], y)`` (e.g. from :func:`landscape.load_dataset`,
+            possibly a ``subset``), or a tuple ``(x, y)`` of tensors.
+        sources: ``"clean,pgd,sgld"``, a list of names or Source objects, or ``{name: Source}``.
+        model_name: the ``model`` column (default: the checkpoint's name or class).
+        batch_size: clean images per batch (the table does not depend on it).
+        device: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:N"``.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; energies in float32).
+        channels_last: channels-last memory format (default: on for bf16).
+        seed: seed of every random draw (keyed per sample).
+        cache: ``False``, ``True`` (``$LANDSCAPE_HOME/cache/energies``), a folder, or an EnergyCache.
+        checks: ``"error"``, ``"warn"`` or ``"off"`` (see :mod:`landscape.checks`).
+        distributed: ``None`` shards when a process group is initialised; ``False`` never.
+
+    Returns:
+        a DataFrame with columns :data:`COLUMNS`, ordered by source then data order.
+    """
+    if not isinstance(model, EnergyModel):
+        from .loading import load_model
+
+        model = load_model(model)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise LandscapeError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = resolve_device(device)
+    autocast_context(dev, precision)  # validates precision
+    if channels_last is None:
+        channels_last = precision == "bf16"
+    sel = _selection(data)
+    if len(sel) == 0:
+        raise LandscapeError("data is empty: nothing to score")
+    srcs = resolve_sources(sources, dataset=sel.dataset_name or model.metadata.get("dataset"))
+    name = model_name or model.metadata.get("name") or (
+        os.path.splitext(os.path.basename(str(model.metadata["source"])))[0] if "source" in model.metadata
+        else type(model.net).__name__)
+    rank, world = _dist_info(distributed)
+
+    store = None
+    if cache is not False and cache is not None:
+        store = cache if isinstance(cache, EnergyCache) else EnergyCache(None if cache is True else cache)
+    keys, tables = {}, {}
+    if store is not None:
+        base_key = {"model": model_fingerprint(model), "data": sel.description, "precision": precision,
+                    "channels_last": bool(channels_last), "seed": int(seed), "version": __version__}
+        for sname, src in srcs.items():
+            if getattr(src, "stateful", False):
+                continue  # e.g. SGLD from a replay buffer: its output depends on the buffer's history
+            keys[sname] = {**base_key, "source": src.cache_key()}
+            hit = store.get(keys[sname])
+            if hit is not None:
+                tables[sname] = hit.assign(model=name, source=sname)
+    todo = {k: v for k, v in srcs.items() if k not in tables}
+
+    if todo:
+        computed = _score_sources(model, sel, todo, batch_size=batch_size, device=dev, precision=precision,
+                                  channels_last=channels_last, seed=seed, checks=checks, rank=rank, world=world,
+                                  progress_bar=progress_bar, label=name)
+        for sname, part in computed.items():
+            table = pd.DataFrame(part)
+            table.insert(0, "source", sname)
+            table.insert(0, "model", name)
+            tables[sname] = table[COLUMNS]
+            if store is not None and rank == 0 and sname in keys:
+                store.put(keys[sname], tables[sname])
+    out = pd.concat([tables[s] for s in srcs], ignore_index=True)
+    return out[COLUMNS]
+
+
+def _score_sources(model: EnergyModel, sel: _Selection, srcs: dict, *, batch_size, device, precision,
+                   channels_last, seed, checks, rank, world, progress_bar, label) -> dict[str, dict]:
+    positions = np.array_split(np.arange(len(sel)), world)[rank]
+    needs_grad = any(getattr(s, "needs_grad", False) for s in srcs.values())
+    acc = {s: {"index": [], "label": [], "prediction": [], "energy": [], "conditional_energy": []} for s in srcs}
+
+    original_device = next(iter(model.parameters()), torch.empty(0)).device
+    fmt_changed, check_inputs = False, model.check_inputs
+    # Every clean batch is validated once below; sources return [0, 1] samples by
+    # contract, so the per-call input check is switched off while scoring.
+    model.check_inputs = False
+    model.to(device)
+    if channels_last and device.type in ("cpu", "cuda"):
+        model.to(memory_format=torch.channels_last)
+        fmt_changed = True
+    try:
+        with eval_mode(model):
+            batches = range(0, len(positions), batch_size)
+            first = True
+            for start in progress(batches, enabled=progress_bar, desc=f"scoring {label}", unit="batch"):
+                pos = positions[start:start + batch_size]
+                x, y = sel.fetch(pos)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                model.validate_input(x)
+                keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
+                if first:
+                    with autocast_context(device, precision):
+                        run_checks(model, x, needs_grad, checks)
+                    first = False
+                for sname, src in srcs.items():
+                    with autocast_context(device, precision):
+                        if getattr(src, "needs_grad", False):
+                            samples = src(model, x, y, keys=keys, seed=seed)
+                        else:
+                            with torch.no_grad():
+                                samples = src(model, x, y, keys=keys, seed=seed)
+                        with torch.no_grad():
+                            out = model.energies(samples, y)
+                    check_finite(out["energy"], f"energies of source {sname!r}")
+                    rec = acc[sname]
+                    rec["index"].append(sel.indices[pos])
+                    rec["label"].append(y.cpu().numpy())
+                    rec["prediction"].append(out["logits"].argmax(1).cpu().numpy())
+                    rec["energy"].append(out["energy"].cpu().numpy())
+                    rec["conditional_energy"].append(out["conditional_energy"].cpu().numpy())
+    finally:
+        model.check_inputs = check_inputs
+        if fmt_changed:
+            model.to(memory_format=torch.contiguous_format)
+        model.to(original_device)
+
+    parts = {}
+    for sname, rec in acc.items():
+        cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in rec.items()}
+        parts[sname] = {
+            "index": cat["index"].astype(np.int64),
+            "label": cat["label"].astype(np.int64),
+            "prediction": cat["prediction"].astype(np.int64),
+            "correct": cat["prediction"].astype(np.int64) == cat["label"].astype(np.int64),
+            "energy": cat["energy"].astype(np.float64),
+            "conditional_energy": cat["conditional_energy"].astype(np.float64),
+        }
+    if world > 1:
+        gathered = _gather(parts, world)
+        parts = {s: {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} for s, pieces in gathered.items()}
+    return parts

@@ -1,0 +1,60 @@
+"""Sample sources: what gets scored (torchattacks-style, one class per file).
+
+Every source is built with its hyper-parameters and called as
+``source(model, x, y, keys=None, seed=0)``: it returns detached samples in [0, 1]
+on ``x``'s device and leaves ``model.training`` as it found it (see
+:mod:`landscape.sources.base`).
+
+| source | file | paper |
+|---|---|---|
+| :class:`Clean` | clean.py | - |
+| :class:`PGD` (Linf/L2; ce, energy, conditional) | pgd.py | Madry et al. 2018 |
+| :class:`AutoAttack` (via ``pyautoattack``) | autoattack.py | Croce & Hein 2020 |
+| :class:`SGLD` (uniform, replay-buffer or class-Gaussian init) | sgld.py | Grathwohl et al. 2020 (JEM); Yang & Ji 2021 (JEM++) |
+| :class:`ReplayBuffer`, :func:`fit_class_gaussians` | buffer.py | JEM; JEM++ / SADA-JEM |
+| :class:`Noise` (Gaussian corruption) | noise.py | - |
+| :class:`Dataset` (out-of-distribution images) | ood.py | - |
+
+Per-dataset attack radii and steps live in one table, :mod:`landscape.sources.defaults`.
+"""
+
+from __future__ import annotations
+
+from ..errors import LandscapeError
+from .autoattack import AutoAttack
+from .base import Source, rand_like_keyed, randn_like_keyed
+from .buffer import ClassGaussians, ReplayBuffer, fit_class_gaussians
+from .clean import Clean
+from .defaults import ATTACK_DEFAULTS, attack_defaults
+from .noise import Noise
+from .ood import Dataset, OODDataset, match_shape
+from .pgd import PGD
+from .sgld import SGLD
+
+__all__ = [
+    "Source", "Clean", "PGD", "AutoAttack", "SGLD", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
+    "Noise", "Dataset", "OODDataset", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
+    "randn_like_keyed", "rand_like_keyed", "SOURCES", "create_source",
+]
+
+#: short names (as used on the command line) -> source classes
+SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "noise": Noise, "ood": Dataset}
+
+
+def create_source(name: str, dataset: str | None = None, **kwargs) -> Source:
+    """Build a source by its short name; ``pgd``/``autoattack`` take the radius of ``dataset`` from the defaults table.
+
+    ``create_source("pgd", "fashion-mnist", steps=20)``; ``create_source("ood", dataset="svhn")``
+    passes ``dataset`` on as the out-of-distribution dataset.
+    """
+    if name not in SOURCES:
+        raise LandscapeError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
+    cls = SOURCES[name]
+    if name in ("pgd", "autoattack") and dataset is not None and "eps" not in kwargs:
+        return cls.for_dataset(dataset, **kwargs)
+    if name == "ood" and dataset is not None:
+        kwargs.setdefault("dataset", dataset)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise LandscapeError(f"source {name!r} got bad arguments {sorted(kwargs)}: {exc}") from None
