@@ -10,7 +10,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 # (the ones this machine's pip finds on disk); see README "Installing".
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install data demo test pytest test-slow clean-venv
+.PHONY: install data browser demo test pytest test-slow clean-venv
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ data: $(FMNIST)
 $(FMNIST):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
+
+# Debian's Chromium, for the test that opens a generated report in a headless browser
+# (skipped where it is missing).
+browser:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 demo: install data
 	$(VENV)/bin/landscape demo
