@@ -46,7 +46,8 @@ from .utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec", "autocast_context"]
+__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec", "autocast_context",
+           "dataset_indices"]
 
 COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy", "conditional_energy"]
 PRECISIONS = ("fp32", "bf16")
@@ -145,6 +146,12 @@ def _selection(data) -> _Selection:
         x, y = to_tensors(data)
         desc = {"tensors": tensor_digest(x, y)}
     return _Selection(desc, idx, lambda pos: to_tensors(data, pos.tolist()), name)
+
+
+def dataset_indices(data) -> np.ndarray:
+    """The dataset index of each item of ``data`` (through any ``Subset``s): the
+    ``index`` column of energy tables and the key of every random draw."""
+    return _selection(data).indices
 
 
 # ----------------------------------------------------------------------------- precision

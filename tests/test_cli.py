@@ -16,7 +16,7 @@ def test_version_and_help():
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"landscape {__version__}"
     r = run_cli("--help")
-    assert r.returncode == 0 and "demo" in r.stdout and "info" in r.stdout
+    assert r.returncode == 0 and all(c in r.stdout for c in ("demo", "quickstart", "score", "report", "checkpoints"))
 
 
 def test_info_lists_architectures_and_datasets(capsys):
@@ -26,8 +26,9 @@ def test_info_lists_architectures_and_datasets(capsys):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["demo", "--data", "imagenette"], "unknown dataset 'imagenette'"),
-    (["demo", "--out", "table.xlsx"], "--out must end in .csv or .parquet"),
+    (["quickstart", "--data", "imagenette"], "unknown dataset 'imagenette'"),
+    (["quickstart", "--out", "table.xlsx"], "--out must end in .csv or .parquet"),
+    (["quickstart", "--n", "0"], "--n must be >= 1"),
     (["demo", "--n", "0"], "--n must be >= 1"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, fragment):
@@ -38,9 +39,9 @@ def test_bad_input_gives_one_line_and_exit_2(args, fragment):
     assert "Traceback" not in r.stderr
 
 
-def test_demo_on_a_small_selection(tmp_path, capsys):
+def test_quickstart_on_a_small_selection(tmp_path, capsys):
     out = tmp_path / "energies.parquet"
-    assert main(["--no-progress", "demo", "--n-train", "2000", "--n", "300", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["--no-progress", "quickstart", "--n-train", "2000", "--n", "300", "--epochs", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "clean" in text and "uniform-noise" in text
     table = pd.read_parquet(out)

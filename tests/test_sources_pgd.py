@@ -296,6 +296,25 @@ def test_bad_call_arguments(digits_model):
 
 def test_repr_and_cache_key_name_every_setting():
     p = PGD("L2", eps=0.5, step=0.1, steps=7, loss="energy", restarts=2)
-    assert repr(p) == "PGD(norm='L2', eps=0.5, step=0.1, steps=7, loss='energy', random_start=True, restarts=2)"
+    assert repr(p) == "PGD(norm='L2', eps=0.5, step=0.1, steps=7, loss='energy', random_start=True, restarts=2, record_trajectory=False)"
     assert p.cache_key() != PGD("L2", eps=0.5, step=0.1, steps=8, loss="energy", restarts=2).cache_key()
     assert p.needs_grad and p.name == "pgd"
+
+
+def test_pgd_records_the_energy_of_its_iterates():
+    model = tiny_model()
+    x = torch.rand(6, 1, 8, 8)
+    y = torch.randint(0, 10, (6,))
+    keys = torch.arange(6)
+    pgd = PGD(eps=0.1, step=0.02, steps=5, loss="energy", record_trajectory=True)
+    out = pgd(model, x, y, keys=keys)
+    traj = pgd.last_trajectory
+    assert traj.shape == (6, 6) and traj.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(traj[:, -1], model.energy(out), atol=1e-5)
+        start = PGD(eps=0.1, step=0.02, steps=0, loss="energy")(model, x, y, keys=keys)
+        assert torch.allclose(traj[:, 0], model.energy(start), atol=1e-5)
+    assert traj[:, -1].mean() > traj[:, 0].mean()  # the energy ascent raised E(x)
+    same = PGD(eps=0.1, step=0.02, steps=5, loss="energy")(model, x, y, keys=keys)
+    assert torch.equal(same, out)  # recording does not change the attack
+    assert PGD(eps=0.1).last_trajectory is None and "record_trajectory" in repr(pgd)

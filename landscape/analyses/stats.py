@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 import zlib
 from typing import Iterable, Sequence
 
@@ -325,7 +326,10 @@ def _ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
 
     if np.array_equal(np.sort(a), np.sort(b)):
         return 1.0
-    return float(stats.ks_2samp(a, b, alternative="two-sided", method="auto").pvalue)
+    with warnings.catch_warnings():
+        # scipy falls back from the exact to the asymptotic p-value (and says so) on ties
+        warnings.filterwarnings("ignore", message=".*Exact calculation unsuccessful", category=RuntimeWarning)
+        return float(stats.ks_2samp(a, b, alternative="two-sided", method="auto").pvalue)
 
 
 # -- tables ---------------------------------------------------------------------------

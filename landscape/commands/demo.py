@@ -1,41 +1,36 @@
-"""``landscape demo``: the main job."""
+"""``landscape demo``: the main job, the report of analyses/fmnist-demo.toml."""
 
 from __future__ import annotations
 
+DEFAULT_OUT = "landscape-demo"
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a small model briefly on Fashion-MNIST and score its energy landscape",
-                       description="Train the small conv net briefly on Fashion-MNIST, then score E(x) and E(x,y) "
-                                   "of clean test images, noise-corrupted images and uniform noise.")
-    p.add_argument("--data", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
-    p.add_argument("--root", default=None, help="dataset folder (default: the standard search path)")
-    p.add_argument("--n-train", type=int, default=20000, help="training images (default: 20000)")
-    p.add_argument("--n", type=int, default=2000, help="test images to score (default: 2000)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the energy table here (.csv or .parquet)")
+    p = sub.add_parser("demo", help="the bundled Fashion-MNIST models x {clean, PGD, SGLD}: energy-gap report",
+                       description="Run analyses/fmnist-demo.toml: the bundled Fashion-MNIST models (standard, PGD-AT, "
+                                   "TRADES, JEM, EB-JDAT) x {clean, PGD, SGLD} on the test split, and write the report.")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--n", type=int, default=None, help="test images (default: the analysis file's)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the analysis file's)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from ..analyses.runner import run_analysis
+    from ..errors import ConfigError
+    from ..paths import analysis_path
 
-    from ..errors import LandscapeError
-    from ..quickstart import quick_landscape, summarise
-    from ..utils import write_table
-
-    if args.out and Path(args.out).suffix not in (".csv", ".parquet"):
-        raise LandscapeError(f"--out must end in .csv or .parquet, got {args.out!r}")
-    for name in ("n_train", "n", "epochs"):
-        if getattr(args, name) < 1:
-            raise LandscapeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    _, table = quick_landscape(args.data, n_train=args.n_train, n_test=args.n, epochs=args.epochs,
-                               seed=args.seed, root=args.root)
-    summary = summarise(table)
-    print(f"Energy landscape of a small CNN trained {args.epochs} epoch(s) on {args.n_train} {args.data} images "
-          f"(E(x) = -logsumexp f(x); lower = more likely under the model)")
-    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    if args.out:
-        write_table(table, args.out)
-        print(f"energy table ({len(table)} rows) written to {args.out}")
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    result = run_analysis(analysis_path("fmnist-demo"), args.out, n=args.n, device=args.device)
+    _print_result(result)
     return 0
+
+
+def _print_result(result) -> None:
+    import pandas as pd
+
+    gaps = pd.read_csv(result["gaps.csv"])
+    cols = [c for c in ("model", "pair", "gap", "gap_lo", "gap_hi", "auroc") if c in gaps.columns]
+    print(gaps[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"report written to {result['index.html']} ({result['seconds']:.0f} s)")

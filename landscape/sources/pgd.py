@@ -40,6 +40,9 @@ class PGD(Source):
             a misclassified result beats a correctly classified one, and among
             equals the higher final loss wins.
 
+        record_trajectory: record ``E(x)`` of the iterates of the first restart at
+            every step, in :attr:`last_trajectory` (costs one extra forward pass).
+
     After every step the iterate is projected onto the eps-ball and then clamped
     to [0, 1] (for both norms the clamp cannot leave the ball, since ``x`` lies in
     [0, 1]). The search runs with every submodule in eval mode; ``model.training``,
@@ -69,7 +72,8 @@ class PGD(Source):
     LOSSES = ("ce", "energy", "conditional")
 
     def __init__(self, norm: str = "Linf", eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10,
-                 loss: str = "ce", random_start: bool = True, restarts: int = 1):
+                 loss: str = "ce", random_start: bool = True, restarts: int = 1,
+                 record_trajectory: bool = False):
         self.norm = check_choice("norm", norm, NORMS)
         self.eps = check_number("eps", eps, low=0.0, high=1.0 if norm == "Linf" else None)
         self.step = check_number("step", step, low=0.0, low_open=True)
@@ -77,6 +81,15 @@ class PGD(Source):
         self.loss = check_choice("loss", loss, self.LOSSES)
         self.random_start = check_bool("random_start", random_start)
         self.restarts = check_int("restarts", restarts, low=1)
+        self.record_trajectory = check_bool("record_trajectory", record_trajectory)
+        self._last_trajectory: torch.Tensor | None = None
+
+    @property
+    def last_trajectory(self) -> torch.Tensor | None:
+        """``N x (steps + 1)`` marginal energies E(x) of the first restart's iterates
+        in the latest call (column 0: the random start; last: the final iterate),
+        float32; ``None`` unless ``record_trajectory``."""
+        return self._last_trajectory
 
     @classmethod
     def for_dataset(cls, dataset: str, norm: str = "Linf", **overrides) -> "PGD":
@@ -123,11 +136,15 @@ class PGD(Source):
             shape = (-1,) + (1,) * (x0.dim() - 1)
             if self.norm == "Linf":
                 lo, hi = (x0 - eps).clamp_(min=0.0), (x0 + eps).clamp_(max=1.0)
-            best = None
+            best, trajectory = None, [] if self.record_trajectory else None
+            self._last_trajectory = None
             for r in range(self.restarts):
                 xa = self._start(x0, keys, seed, r).requires_grad_(True)
                 for _ in range(self.steps):
-                    loss = self._objective(f(xa), y, temperature)
+                    logits = f(xa)
+                    if trajectory is not None and r == 0:  # free: this forward pass is needed anyway
+                        trajectory.append(energy_from_logits(logits.detach(), temperature))
+                    loss = self._objective(logits, y, temperature)
                     (g,) = torch.autograd.grad(loss.sum(), xa)
                     with torch.no_grad():
                         if g.dtype != xa.dtype:
@@ -143,6 +160,10 @@ class PGD(Source):
                             torch.addcmul(x0, delta, (eps / dn).clamp_(max=1.0), out=xa)
                             xa.clamp_(0.0, 1.0)
                 xa = xa.detach()
+                if trajectory is not None and r == 0:
+                    with torch.no_grad():
+                        trajectory.append(energy_from_logits(f(xa), temperature))
+                    self._last_trajectory = torch.stack(trajectory, dim=1).float()
                 if self.restarts == 1:
                     return xa
                 with torch.no_grad():

@@ -1,0 +1,30 @@
+"""``landscape report``: run a declarative analysis (TOML) and write its report."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="run an analysis file (models x data x sources) and write its report",
+                       description="Run a declarative analysis (see analyses/*.toml) and write DIR/index.html, "
+                                   "index.md, summary.json, energies.parquet, gaps.csv and figures/.")
+    p.add_argument("analysis", help="analysis TOML file, or the name of one in analyses/ (e.g. fmnist-demo)")
+    p.add_argument("--out", default=None, help="report folder (default: report/<analysis name>)")
+    p.add_argument("--n", type=int, default=None, help="override the number of samples")
+    p.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, cuda:N)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..analyses.runner import run_analysis
+    from ..errors import ConfigError
+    from ..paths import analysis_path
+    from .demo import _print_result
+
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    path = analysis_path(args.analysis)
+    out = args.out or str(Path("report") / path.stem)
+    _print_result(run_analysis(path, out, n=args.n, device=args.device))
+    return 0

@@ -1,0 +1,131 @@
+import json
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from landscape import save_model
+from landscape.analyses.config import load_analysis, parse_analysis
+from landscape.analyses.runner import run_analysis
+from landscape.cli import main
+from landscape.energy import EnergyModel
+from landscape.errors import ConfigError
+from landscape.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def analysis(tmp_path, trained_digits_model, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_HOME", str(tmp_path / "home"))
+    save_model(trained_digits_model, tmp_path / "trained.safetensors", dataset="digits")
+    torch.manual_seed(1)
+    fresh = EnergyModel(create_model("smallcnn", width=8, hidden=32), input_shape=(1, 8, 8), n_classes=10)
+    save_model(fresh, tmp_path / "fresh.safetensors", dataset="digits")
+    path = tmp_path / "digits.toml"
+    path.write_text(textwrap.dedent("""
+        title = "digits test analysis"
+        seed = 3
+        precision = "fp32"
+        batch_size = 32
+        [data]
+        name = "digits"
+        n = 64
+        [[models]]
+        name = "trained"
+        checkpoint = "trained.safetensors"
+        [[models]]
+        name = "fresh"
+        checkpoint = "fresh.safetensors"
+        [sources.clean]
+        kind = "clean"
+        [sources.pgd]
+        kind = "pgd"
+        steps = 3
+        [sources.sgld]
+        kind = "sgld"
+        steps = 5
+        [statistics]
+        n_boot = 50
+        [figures]
+        trajectories = 16
+        samples = 9
+    """))
+    return path
+
+
+def test_run_writes_every_output_and_reuses_the_cache(analysis, tmp_path):
+    out = tmp_path / "report"
+    res = run_analysis(analysis, out, progress_bar=False)
+    for name in ("index.html", "index.md", "summary.json", "energies.parquet", "gaps.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert any("traject" in f for f in figures) and any(f.endswith(".svg") for f in figures)
+    energies = pd.read_parquet(out / "energies.parquet")
+    assert len(energies) == 2 * 3 * 64 and set(energies.model) == {"trained", "fresh"}
+    assert set(energies.source) == {"clean", "pgd", "sgld"}
+    gaps = pd.read_csv(out / "gaps.csv")
+    assert len(gaps) == 2 * 3  # 3 pairs per model
+    summary = json.loads((out / "summary.json").read_text())
+    assert "digits" in json.dumps(summary)
+    trained = energies[energies.model == "trained"]
+    assert trained[trained.source == "pgd"].correct.mean() < trained[trained.source == "clean"].correct.mean()
+    cached = list((tmp_path / "home").rglob("*.parquet"))
+    assert len(cached) == 6  # every (model, source) table is in the engine's cache
+    before = {p: p.stat().st_mtime_ns for p in cached}
+    again = run_analysis(analysis, tmp_path / "report2", progress_bar=False)
+    assert {p: p.stat().st_mtime_ns for p in cached} == before  # hit, not rewritten
+    pd.testing.assert_frame_equal(again["energies"], res["energies"])
+
+
+def test_config_rejects_unknown_keys_and_bad_values(analysis):
+    base = load_analysis(analysis)
+    assert base.seed == 3 and [m.name for m in base.models] == ["trained", "fresh"]
+    assert Path(base.models[0].checkpoint).is_absolute()  # relative to the TOML file
+    good = {"data": {"name": "digits"}, "models": [{"name": "a", "checkpoint": "a.pt"}],
+            "sources": {"clean": {"kind": "clean"}}}
+    parse_analysis(good)
+    cases = [
+        ({**good, "seeds": 1}, "unknown key 'seeds'"),
+        ({**good, "data": {"name": "digits", "splt": "test"}}, "unknown key 'splt' in [data]"),
+        ({**good, "models": [{"name": "a", "checkpoint": "a.pt", "familly": "jem"}]}, "unknown key 'familly'"),
+        ({**good, "statistics": {"nboot": 10}}, "unknown key 'nboot' in [statistics]"),
+        ({**good, "figures": {"sample": 4}}, "unknown key 'sample' in [figures]"),
+        ({**good, "sources": {"x": {"kind": "fgsm"}}}, "kind must be one of"),
+        ({**good, "precision": "fp16"}, "precision must be"),
+        ({**good, "data": {"name": "digits", "n": 0}}, "positive integer"),
+        ({k: v for k, v in good.items() if k != "models"}, "at least one [[models]]"),
+        ({**good, "models": [{"name": "a", "checkpoint": "a"}, {"name": "a", "checkpoint": "b"}]}, "two [[models]]"),
+    ]
+    for doc, fragment in cases:
+        with pytest.raises(ConfigError) as info:
+            parse_analysis(doc)
+        assert fragment in str(info.value), (fragment, str(info.value))
+        assert "\n" not in str(info.value)
+
+
+def test_bad_source_settings_fail_before_any_work(analysis, tmp_path):
+    text = analysis.read_text().replace("steps = 3", "stepz = 3")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r"\[sources.pgd\]"):
+        run_analysis(bad, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_report_cli(analysis, tmp_path, capsys):
+    out = tmp_path / "cli-report"
+    assert main(["--no-progress", "report", str(analysis), "--out", str(out), "--n", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean vs pgd" in printed and str(out / "index.html") in printed
+    assert len(pd.read_parquet(out / "energies.parquet")) == 2 * 3 * 40
+    assert main(["report", str(tmp_path / "missing.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_the_shipped_analyses_parse():
+    for path in sorted((ROOT / "analyses").glob("*.toml")):
+        cfg = load_analysis(path)
+        assert cfg.models and cfg.sources, path
