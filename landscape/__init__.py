@@ -37,6 +37,7 @@ _LAZY = {
     "score": "landscape.engine",
     "set_progress": "landscape.utils",
     "seed_everything": "landscape.utils",
+    "evaluate": "landscape.evaluation",
 }
 
 __all__ = ["__version__", "LandscapeError", "CheckpointError", "ConfigError", "DatasetNotFoundError", *_LAZY]
