@@ -19,7 +19,8 @@ Where files are looked for (first hit wins):
   deterministically 80/20 (stratified, seed 0) into train and test.
 
 ``download=True`` fetches the torchvision datasets into the first of ``root``,
-``$LANDSCAPE_DATA``, the torchvision cache (needs the network).
+``$LANDSCAPE_DATA``, the torchvision cache (needs the network; ignored when
+``LANDSCAPE_OFFLINE=1``).
 """
 
 from __future__ import annotations
@@ -192,7 +193,10 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageTenso
         target = _download_root(root)
         log.info("downloading %s into %s", name, target)
         cls = torchvision.datasets.FashionMNIST if name == "fashion-mnist" else torchvision.datasets.MNIST
-        cls(str(target), train=(split == "train"), download=True)
+        try:
+            cls(str(target), train=(split == "train"), download=True)
+        except (OSError, RuntimeError) as exc:
+            raise DatasetNotFoundError(f"{name} ({split} split) could not be downloaded into {target}: {exc}") from exc
         img, lbl = _find_idx([target / tv_folder / "raw"], img_stem), _find_idx([target / tv_folder / "raw"], lbl_stem)
     if img is None or lbl is None:
         looked = ", ".join(str(b) for b in bases)
@@ -235,6 +239,8 @@ def _load_torchvision(name: str, split: str, root, download: bool) -> ImageTenso
             labels, classes = torch.as_tensor(ds.targets), ds.classes
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
         raise DatasetNotFoundError(f"{name} ({split} split) in {found} could not be read: {exc}") from exc
+    except OSError as exc:  # a failed download (no network, HTTP error, full disk)
+        raise DatasetNotFoundError(f"{name} ({split} split) could not be downloaded into {found}: {exc}") from exc
     return ImageTensorDataset(images, labels, classes, name, split)
 
 
@@ -298,6 +304,10 @@ def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None 
     keeps the files' size).
     """
     info = dataset_info(name)
+    if download:
+        from .checkpoints.fetch import offline
+
+        download = not offline()  # LANDSCAPE_OFFLINE=1: never touch the network
     if split not in info.splits:
         raise LandscapeError(f"dataset {info.name!r} has splits {', '.join(info.splits)}, got {split!r}")
     if info.name in ("fashion-mnist", "mnist"):

@@ -121,3 +121,11 @@ def test_train_val_split_is_disjoint_stratified_and_refuses_test():
 
 def test_debian_path_is_the_documented_one():
     assert DEBIAN_FASHION_MNIST == Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_download_respects_offline_and_failures_are_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_OFFLINE", "1")
+    monkeypatch.setenv("TORCHVISION_DATA", str(tmp_path / "tv"))
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"):
+        load_dataset("cifar10", "test", root=tmp_path, download=True)
+    assert not any(tmp_path.iterdir())  # nothing was fetched or created

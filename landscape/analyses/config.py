@@ -13,6 +13,8 @@ Example (``analyses/fmnist-demo.toml``)::
     name = "fashion-mnist"
     split = "test"
     n = 1000                    # a deterministic subset (seeded by `seed`); omit for all
+    # root = "/data"            # where the dataset is (default: the standard search path)
+    # download = true           # fetch it through torchvision when missing (needs the network)
 
     [[models]]
     name = "standard"
@@ -65,6 +67,7 @@ class DataSpec:
     split: str = "test"
     n: int | None = None
     root: str | None = None
+    download: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class AnalysisConfig:
 
 _TOP = {"title", "seed", "precision", "device", "batch_size", "cache", "data", "models", "sources",
         "statistics", "figures"}
-_DATA = {"name", "split", "n", "root"}
+_DATA = {"name", "split", "n", "root", "download"}
 _MODEL = {"name", "checkpoint", "family", "options"}
 _STATS = {"column", "n_boot", "ci", "interval", "breakdowns", "breakdown_n_boot"}
 _FIGURES = {"trajectories", "samples"}
@@ -158,7 +161,7 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ConfigError(f"[data] n must be a positive integer, got {n!r}")
     dspec = DataSpec(_typed(data["name"], str, "[data] name"), _typed(data.get("split", "test"), str, "[data] split"),
-                     n, data.get("root"))
+                     n, data.get("root"), _typed(data.get("download", False), bool, "[data] download"))
 
     models = doc.get("models")
     if not isinstance(models, list) or not models:

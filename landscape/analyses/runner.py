@@ -91,7 +91,7 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
         config = replace(config, data=replace(config.data, n=n))
     dev = resolve_device(device or config.device)
     sources = build_sources(config)  # validate every source before any work
-    ds = load_dataset(config.data.name, config.data.split, root=config.data.root)
+    ds = load_dataset(config.data.name, config.data.split, root=config.data.root, download=config.data.download)
     if config.data.n is not None:
         ds = subset(ds, min(config.data.n, len(ds)), seed=config.seed)
     n_follow = min(max(config.trajectories, config.samples), len(ds))
