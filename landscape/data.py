@@ -114,13 +114,16 @@ class ImageTensorDataset(Dataset):
         return len(self.images)
 
     def _to_float(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        # always a new tensor: callers may modify a batch without touching the dataset
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
 
     def __getitem__(self, i):
         return self._to_float(self.images[i]), int(self.targets[i])
 
     def get_batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
+        if len(idx) > 1 and int(idx[-1]) - int(idx[0]) + 1 == len(idx) and bool((idx.diff() == 1).all()):
+            idx = slice(int(idx[0]), int(idx[-1]) + 1)  # a contiguous run: slice, no gather
         return self._to_float(self.images[idx]), self.targets[idx]
 
     def __repr__(self) -> str:

@@ -123,6 +123,13 @@ class _Selection:
         return len(self.indices)
 
 
+def _as_index(pos: np.ndarray):
+    """A slice (a view, no copy) when ``pos`` is a contiguous run, else an index tensor."""
+    if len(pos) and pos[-1] - pos[0] + 1 == len(pos) and (len(pos) == 1 or bool(np.all(np.diff(pos) == 1))):
+        return slice(int(pos[0]), int(pos[-1]) + 1)
+    return torch.as_tensor(pos, dtype=torch.long)
+
+
 def _selection(data) -> _Selection:
     from .data import to_tensors
 
@@ -131,7 +138,7 @@ def _selection(data) -> _Selection:
         if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
             raise LandscapeError(f"data must be (x N x C x H x W, y N), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
         return _Selection({"tensors": tensor_digest(x, y)}, np.arange(len(x)),
-                          lambda pos: (x[torch.as_tensor(pos)], y[torch.as_tensor(pos)].long()), None)
+                          lambda pos: (x[_as_index(pos)], y[_as_index(pos)].long()), None)
     if not isinstance(data, Dataset):
         raise LandscapeError(f"data must be a torch Dataset or a tuple (x, y) of tensors, got {type(data).__name__}")
     base, idx = data, np.arange(len(data))
