@@ -42,6 +42,7 @@ from .cache import EnergyCache, model_fingerprint, tensor_digest
 from .checks import check_finite, run_checks
 from .energy import EnergyModel, eval_mode
 from .errors import LandscapeError
+from .sources.base import make_samples
 from .utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -300,11 +301,7 @@ def _score_sources(model: EnergyModel, sel: _Selection, srcs: dict, *, batch_siz
                     first = False
                 for sname, src in srcs.items():
                     with autocast_context(device, precision):
-                        if getattr(src, "needs_grad", False):
-                            samples = src(model, x, y, keys=keys, seed=seed)
-                        else:
-                            with torch.no_grad():
-                                samples = src(model, x, y, keys=keys, seed=seed)
+                        samples = make_samples(src, model, x, y, keys=keys, seed=seed)
                         with torch.no_grad():
                             out = model.energies(samples, y)
                     check_finite(out["energy"], f"energies of source {sname!r}")

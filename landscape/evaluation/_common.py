@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..energy import EnergyModel, eval_mode
+from ..sources.base import make_samples
 from ..errors import LandscapeError
 from ..utils import progress, resolve_device
 
@@ -162,10 +163,6 @@ def source_samples(model: EnergyModel, sel: Selection, source, *, batch_size: in
     with on_device(model, device) as dev:
         for x, y, keys in iterate(sel, batch_size, dev, desc=desc, progress_bar=progress_bar):
             with autocast(dev, precision):
-                if getattr(source, "needs_grad", False):
-                    samples = source(model, x, y, keys=keys, seed=seed)
-                else:
-                    with torch.no_grad():
-                        samples = source(model, x, y, keys=keys, seed=seed)
+                samples = make_samples(source, model, x, y, keys=keys, seed=seed)
             chunks.append(samples.detach().float().cpu())
     return torch.cat(chunks)

@@ -25,7 +25,7 @@ import torch
 
 from ..rng import keyed_normal, keyed_uniform
 
-__all__ = ["Source", "randn_like_keyed", "rand_like_keyed"]
+__all__ = ["Source", "make_samples", "randn_like_keyed", "rand_like_keyed"]
 
 
 class Source:
@@ -64,3 +64,12 @@ def rand_like_keyed(x: torch.Tensor, keys: torch.Tensor | None, seed: int, strea
     if keys is None:
         return torch.rand_like(x, dtype=torch.float32)
     return keyed_uniform(keys, x.shape[1:], seed=seed, stream=stream, device=x.device)
+
+
+def make_samples(source: Source, model, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor | None = None,
+                 seed: int = 0) -> torch.Tensor:
+    """Call ``source``, with autograd only when it needs input gradients."""
+    if getattr(source, "needs_grad", False):
+        return source(model, x, y, keys=keys, seed=seed)
+    with torch.no_grad():
+        return source(model, x, y, keys=keys, seed=seed)
