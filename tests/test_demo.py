@@ -1,0 +1,58 @@
+"""The main job: `landscape demo` on the bundled Fashion-MNIST models."""
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from landscape.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("standard", "pgdat", "trades", "jem", "ebjdat")
+
+
+def test_bundled_checkpoints_are_small_and_load_without_flags():
+    from landscape import load_model
+
+    for name in MODELS:
+        path = ROOT / "checkpoints" / "fmnist" / f"{name}.safetensors"
+        assert path.stat().st_size < 2_000_000, path
+        model = load_model(path)
+        assert model.input_shape == (1, 28, 28) and model.n_classes == 10
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs).get("src", ""))
+        self.tables += tag == "table"
+
+
+def test_demo_on_a_small_subset_writes_every_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LANDSCAPE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "demo"
+    assert main(["--no-progress", "demo", "--out", str(out), "--n", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean vs pgd" in printed and "clean vs sgld" in printed and "index.html" in printed
+    for name in ("index.html", "index.md", "summary.json", "energies.parquet", "gaps.csv"):
+        assert (out / name).stat().st_size > 0, name
+    energies = pd.read_parquet(out / "energies.parquet")
+    assert set(energies.model) == {"standard", "pgd-at", "trades", "jem", "eb-jdat"}
+    assert set(energies.source) == {"clean", "pgd", "sgld"} and len(energies) == 5 * 3 * 40
+    gaps = pd.read_csv(out / "gaps.csv")
+    assert len(gaps) == 5 * 3
+    page = _Page()
+    page.feed((out / "index.html").read_text())
+    n_figures = len(list((out / "figures").glob("*.png")))
+    assert len(page.images) == n_figures >= 5 + 1 + 1  # histograms per model, grid, trajectories, ...
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert page.tables >= 4
+    assert json.loads((out / "summary.json").read_text())
