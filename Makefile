@@ -34,7 +34,7 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 demo: install data
-	$(VENV)/bin/landscape quickstart
+	$(VENV)/bin/landscape demo
 
 test: install data
 	$(MAKE) --no-print-directory pytest
