@@ -20,18 +20,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .utils import atomic_path
+from .utils import atomic_path, landscape_home
 
 log = logging.getLogger(__name__)
 
 __all__ = ["landscape_home", "EnergyCache", "model_fingerprint", "tensor_digest", "key_digest"]
-
-
-def landscape_home() -> Path:
-    env = os.environ.get("LANDSCAPE_HOME")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "landscape"
 
 
 def key_digest(parts: dict) -> str:

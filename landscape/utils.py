@@ -70,6 +70,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def landscape_home() -> Path:
+    """``$LANDSCAPE_HOME``, else ``$XDG_CACHE_HOME/landscape``, else ``~/.cache/landscape``."""
+    env = os.environ.get("LANDSCAPE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "landscape"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

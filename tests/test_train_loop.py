@@ -13,14 +13,6 @@ from landscape.train import fit
 from landscape.train.checkpoint import load_train_state
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_config(**kw):
     cfg = dict(dataset="digits", objective="standard", arch_kwargs={"width": 8, "hidden": 32}, optimizer="adam",
                lr=3e-3, epochs=2, batch_size=64, val_size=200, val_pgd_size=64, val_attack_steps=2, eps=0.1,

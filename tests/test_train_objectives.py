@@ -11,15 +11,6 @@ from landscape.models import create_model
 from landscape.train import WEIGHT_PRESETS, InnerMax, Objective, TrackingBuffer, TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models on a shared, loaded CPU: one thread is many times faster than two
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A tiny CNN fitted to digits for a few hundred steps (so input gradients are informative)."""

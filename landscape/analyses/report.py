@@ -38,7 +38,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import LandscapeError
-from ..utils import atomic_path, atomic_write_text
+from ..utils import _umask, atomic_path, atomic_write_text
 from .figures import ReportFigure, make_figures
 from .stats import (STATISTICS, alignment_summary, class_breakdown, correctness_breakdown, describe, gap_table,
                     order_sources, validate_energy_table)
@@ -303,12 +303,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
                              "choose an empty or new folder (it would be replaced)")
     if not overwrite:
         raise LandscapeError(f"report folder {str(out_dir)!r} already holds a report and overwrite is off")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _publish(staging: Path, out_dir: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from .._version import __version__
 from ..errors import CheckpointError
-from ..utils import atomic_path, file_sha256, progress
+from ..utils import atomic_path, file_sha256, landscape_home, progress
 from .safety import looks_like_html
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ log = logging.getLogger(__name__)
 __all__ = ["landscape_home", "offline", "url_cache_path", "fetch", "verify_sha256", "CHUNK"]
 
 CHUNK = 1 << 20  # 1 MiB: one progress-bar step
-
-
-def landscape_home() -> Path:
-    """``$LANDSCAPE_HOME``, else ``$XDG_CACHE_HOME/landscape``, else ``~/.cache/landscape``."""
-    env = os.environ.get("LANDSCAPE_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "landscape"
 
 
 def offline() -> bool:
