@@ -1,10 +1,12 @@
 """Time per training step of every objective on the same model and batch, as ratios.
 
-    .venv/bin/python benchmarks/train_step.py [--batch 128] [--repeat 5] [--threads 1] [--no-bf16]
+    .venv/bin/python benchmarks/train_step.py [--batch 128] [--repeat 5] [--threads 1] [--no-bf16] [--attack-bf16]
 
 The model is the bundled recipes' small CNN (width 32, hidden 128) on a Fashion-MNIST
 sized batch (random pixels: speed does not depend on content); settings as the
-fmnist-* recipes (PGD K = 5, SGLD 10 steps on 32 chains). Every step is one full
+fmnist-* recipes (PGD K = 5, SGLD 10 steps on 32 chains), with the trainer's
+precision: the update under bf16 autocast and the inner search in float32 unless
+``--attack-bf16``. Every step is one full
 optimiser update (inner search, SGLD, forward, backward, step). The objectives are
 timed round-robin (one step of each, repeated) so machine load spreads over all of
 them; the medians are reported relative to the standard CE step, and EB-JDAT's step
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--attack-bf16", action="store_true", help="inner search under the bf16 autocast too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bf16 = not args.no_bf16
@@ -39,7 +42,7 @@ def main() -> None:
     y = torch.randint(10, (args.batch,))
     keys = torch.arange(args.batch)
     common = dict(dataset="fashion-mnist", eps=0.1, attack_step=0.025, attack_steps=5, sgld_steps=10, n_negatives=32,
-                  bf16=bf16)
+                  bf16=bf16, attack_bf16=args.attack_bf16)
 
     steps = {}
     for name in ("standard", "pgdat", "trades", "jem", "ebjdat"):
@@ -65,7 +68,7 @@ def main() -> None:
     inner = InnerMax("energy", 0.1, 0.025, 5)
 
     def pgd_k():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and args.attack_bf16):
             inner(pgd_model, x, y, keys, 0)
 
     steps["pgd_k"] = pgd_k
@@ -79,7 +82,7 @@ def main() -> None:
             fn()
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"batch {args.batch}, {args.threads} thread(s), bf16={bf16}, median of {args.repeat} round-robin repeats")
+    print(f"batch {args.batch}, {args.threads} thread(s), bf16={bf16}, attack_bf16={args.attack_bf16}, median of {args.repeat} round-robin repeats")
     print(f"{'objective':10s} {'ms/step':>9s} {'x standard':>11s}")
     for k in ("standard", "pgdat", "trades", "jem", "ebjdat"):
         print(f"{k:10s} {1000 * med[k]:9.1f} {med[k] / med['standard']:11.2f}")

@@ -49,13 +49,13 @@ def test_errors_exit_2_with_one_line(capsys, argv, message):
 
 def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--objective", "trades", "--out", str(out), *TINY]) == 0
+    assert main(["train", "--objective", "trades", "--out", str(out), "--attack-bf16", *TINY]) == 0
     assert "model:" in capsys.readouterr().out
     assert main(["train", "--out", str(out), "--objective", "trades", *TINY]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     state = torch.load(out / "train_state.pt", weights_only=True)
-    assert state["epoch"] == 2 and state["config"]["objective"] == "trades"
+    assert state["epoch"] == 2 and state["config"]["objective"] == "trades" and state["config"]["attack_bf16"] is True
     assert landscape.load_model(out / "model.safetensors").metadata["training"]["epoch"] == 2
 
 

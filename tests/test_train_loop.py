@@ -138,3 +138,28 @@ def test_run_folder_and_resume_errors(tmp_path):
         fit(out_dir=tmp_path / "r", resume=True, lr=0.5)
     with pytest.raises(ConfigError, match="nothing to resume"):
         fit(out_dir=tmp_path / "empty", resume=True)
+
+
+def test_validation_attack_runs_in_float32_even_under_bf16_training(monkeypatch):
+    # val_pgd_acc selects best.safetensors; a model trained with bf16 searches can mask bf16
+    # gradients, so the validation attack must leave the training autocast
+    from landscape.train import loop
+    from landscape.train.config import TrainConfig
+
+    seen = []
+    real = loop.PGD.__call__
+
+    def spy(self, *a, **k):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(loop.PGD, "__call__", spy)
+    cfg = TrainConfig(**tiny_config(bf16=True))
+    model = landscape.create_model("smallcnn", in_channels=1, n_classes=10, width=8, hidden=32)
+    model = landscape.EnergyModel(model, input_shape=(1, 8, 8), n_classes=10)
+    x = torch.rand(70, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(70) % 10
+    out = loop._evaluate(model, cfg, x, y, torch.device("cpu"),
+                         lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    assert seen and not any(seen)
+    assert 0.0 <= out["val_pgd_acc"] <= 1.0 and math.isfinite(out["val_e_adv"])

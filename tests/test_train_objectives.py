@@ -109,7 +109,7 @@ def test_terms_match_an_independent_computation(batch):
         p, q = F.softmax(lc, 1), F.softmax(la, 1)
         kl = (p * (p.log() - q.log())).sum(1).mean()
         px, align = e(lc).mean() - e(ln).mean(), e(lc).mean() - e(la).mean()
-        l2 = (e(lc) ** 2).mean() + (e(ln) ** 2).mean()
+        l2 = (e(lc) ** 2).mean() + (e(ln) ** 2).mean() + (e(la) ** 2).mean()  # x~ is covered too
     assert torch.allclose(st["ce"], ce, atol=1e-5) and torch.allclose(st["adv_ce"], adv_ce, atol=1e-5)
     assert torch.allclose(st["trades_kl"], kl, atol=1e-5)
     assert torch.allclose(st["px"], px, atol=1e-5) and torch.allclose(st["energy_align"], align, atol=1e-5)
@@ -117,6 +117,41 @@ def test_terms_match_an_independent_computation(batch):
     w = WEIGHT_PRESETS["paper"]
     expected = w["px"] * px + w["ce"] * ce + w["energy_align"] * align + w["adv_ce"] * adv_ce + 2.0 * kl + 0.5 * l2
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_energy_l2_without_adversarial_samples_covers_data_and_negatives(batch):
+    x, y = batch
+    model = tiny().eval()
+    obj = Objective(cfg("jem", weights={"energy_l2": 0.5}), TrackingBuffer(size=100, shape=(1, 8, 8), seed=0))
+    x_neg = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    obj.sgld = lambda m, x: x_neg
+    _, st = obj(model, x, y)
+    with torch.no_grad():
+        e = lambda t: -torch.logsumexp(model.logits(t), 1)  # noqa: E731
+        expected = (e(x) ** 2).mean() + (e(x_neg) ** 2).mean()
+    assert torch.allclose(st["energy_l2"], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("attack_bf16", [False, True])
+def test_inner_search_runs_in_float32_unless_asked(batch, attack_bf16):
+    # a model trained against bf16 searches learns to mask bf16 gradients, so by default the
+    # search leaves the training step's autocast; attack_bf16 keeps it inside
+    x, y = batch
+    model = tiny()
+    obj = Objective(cfg("pgdat", attack_bf16=attack_bf16))
+    seen = []
+    search = obj.inner
+
+    def spy(m, xb, yb, k, s):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return search(m, xb, yb, k, s)
+
+    obj.inner = spy
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, st = obj(model, x, y, keys=torch.arange(len(x)))
+        assert torch.is_autocast_enabled("cpu"), "the training step's autocast must be restored"
+    assert seen == [attack_bf16]
+    assert torch.isfinite(loss) and "adv_acc" in st
 
 
 @pytest.mark.parametrize("kind", ["ce", "energy", "released", "trades"])

@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None, help=f"set {name}")
     p.add_argument("--bf16", dest="bf16", action="store_true", default=None, help="bf16 autocast")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no autocast")
+    p.add_argument("--attack-bf16", dest="attack_bf16", action="store_true", default=None,
+                   help="run the inner adversarial search under the bf16 autocast too (faster; by default it runs "
+                        "in float32, because models learn to mask bf16 gradients)")
     p.add_argument("--released-compat", dest="released_compat", action="store_true", default=None,
                    help="reproduce the released EB-JDAT code's inner search: eps and step in [-1, 1] units "
                         "(half in pixels) and no projection onto the eps-ball (for comparison only)")
@@ -83,7 +86,7 @@ def run(args) -> int:
             raise ConfigError(f"config file {args.config} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {args.config} is not valid TOML: {exc}") from None
-    overrides = {k: getattr(args, k) for k in list(_FIELDS) + ["bf16", "released_compat"] if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in list(_FIELDS) + ["bf16", "attack_bf16", "released_compat"] if getattr(args, k) is not None}
     overrides.update(_parse_sets(args.sets))
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out, the run folder to continue")

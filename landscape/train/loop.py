@@ -190,9 +190,9 @@ def _evaluate(model: EnergyModel, cfg: TrainConfig, x_val, y_val, device, autoca
                 j = min(i + 256, n)
                 xb, yb = x_val[i:j].to(device), y_val[i:j].to(device)
                 keys = torch.arange(i, j)
-                with autocast():
-                    xa = pgd(model, xb, yb, keys=keys, seed=cfg.seed)
-                    logits = model.logits(xa).float()
+                # always fp32: a model can mask bf16 gradients, and this metric selects best.safetensors
+                xa = pgd(model, xb, yb, keys=keys, seed=cfg.seed)
+                logits = model.logits(xa).float()
                 correct += int((logits.argmax(1) == yb).sum())
                 energies.append(energy_from_logits(logits, model.temperature))
             out["val_pgd_acc"] = correct / n

@@ -4,20 +4,26 @@ One model ``f`` and up to three sample types per step: clean data ``x+``,
 adversarial samples ``x~`` found inside the eps-ball around ``x+``, and SGLD
 samples ``x-`` drawn from a replay buffer. The terms (all minimised):
 
-============== =========================================== ===========================
-term           value                                       paper
-============== =========================================== ===========================
-``ce``         ``CE(f(x+), y)``                            -
-``adv_ce``     ``CE(f(x~), y)``, x~ = PGD on CE            Madry et al. 2018 (PGD-AT)
-``trades_kl``  ``KL(p(.|x+) || p(.|x~))``, x~ = PGD on KL  Zhang et al. 2019 (TRADES)
-``px``         ``mean E(x+) - mean E(x-)``, x- = SGLD      Grathwohl et al. 2020 (JEM)
-``energy_align`` ``mean E(x+) - mean E(x~)``               EB-JDAT
-``energy_l2``  ``mean E(x+)^2 + mean E(x-)^2``             Du & Mordatch 2019 (IGEBM)
-============== =========================================== ===========================
+================ ================================================ ===========================
+term             value                                            paper
+================ ================================================ ===========================
+``ce``           ``CE(f(x+), y)``                                 -
+``adv_ce``       ``CE(f(x~), y)``, x~ = PGD on CE                 Madry et al. 2018 (PGD-AT)
+``trades_kl``    ``KL(p(.|x+) || p(.|x~))``, x~ = PGD on KL       Zhang et al. 2019 (TRADES)
+``px``           ``mean E(x+) - mean E(x-)``, x- = SGLD           Grathwohl et al. 2020 (JEM)
+``energy_align`` ``mean E(x+) - mean E(x~)``                      EB-JDAT
+``energy_l2``    ``mean E(x+)^2 + mean E(x-)^2 [+ mean E(x~)^2]`` Du & Mordatch 2019 (IGEBM)
+================ ================================================ ===========================
 
 ``energy_l2`` is off unless given a weight: it keeps the energies of data and
 samples bounded when short SGLD chains cannot follow the model (the usual way
-JEM-style training diverges, with E(x+) running to -10^4).
+JEM-style training diverges, with E(x+) running to -10^4). When the step also has
+adversarial samples it covers them too: ``energy_align`` alone is unbounded, since
+cross-entropy does not see a common shift of all logits, so the model can raise
+E(x~) without limit (an EB-JDAT run without this drove E(x~) to about 600 and
+diverged). With weights ``w_adv`` and ``w_l2`` the two balance at
+E(x~) = w_adv / (2 w_l2). This regulariser is the toolkit's addition, not part of
+JEM or EB-JDAT as published.
 
 The named objectives are fixed combinations:
 
@@ -42,7 +48,8 @@ EB-JDAT's inner maximisation (``inner``):
   ``f(x~)[y]`` plus the squared distance between the L2-normalised logit
   vectors of ``x~`` and ``x+``.
 
-All searches run in eval mode, take sign steps, start from a random point of the
+All searches run in eval mode in float32, outside the training step's bf16
+autocast unless ``attack_bf16`` asks for it (see :class:`TrainConfig`), take sign steps, start from a random point of the
 ball, and are projected onto the eps-ball and [0, 1] after every step; eps and
 steps are in pixel units. ``released_compat=True`` instead reproduces the released
 code's search: eps and step applied in [-1, 1] image units (half as large in
@@ -51,6 +58,7 @@ pixels) and no projection onto the eps-ball (only the clamp to the image range).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -159,6 +167,13 @@ class InnerMax:
         return xa.detach()
 
 
+def _no_autocast(device_type: str, enabled: bool = True):
+    """A context that turns autocast off on ``device_type`` (a no-op when not ``enabled``)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -206,7 +221,10 @@ class Objective:
                  seed: int = 0) -> tuple[torch.Tensor, dict]:
         w = self.weights
         n = x.shape[0]
-        x_adv = self.inner(model, x, y, keys, seed) if self.inner is not None else None
+        x_adv = None
+        if self.inner is not None:
+            with _no_autocast(x.device.type, enabled=not self.config.attack_bf16):
+                x_adv = self.inner(model, x, y, keys, seed)
         x_neg = None
         if self.sgld is not None:
             m = self.config.n_negatives or n
@@ -238,6 +256,8 @@ class Objective:
             values["energy_align"] = e_clean.mean() - e_adv.mean()
         if "energy_l2" in w:
             values["energy_l2"] = e_clean.pow(2).mean() + e_neg.pow(2).mean()
+            if e_adv is not None:
+                values["energy_l2"] = values["energy_l2"] + e_adv.pow(2).mean()
         loss = sum(w[k] * v for k, v in values.items())
 
         stats = {k: v.detach() for k, v in values.items()}
