@@ -176,6 +176,8 @@ def _load_safetensors(src, path: Path, kind: str, opts) -> LoadedCheckpoint:
         check_options(opts, "native")
         model = load_native(path)
         model.metadata.setdefault("family", "native")
+        if src.entry is not None:
+            model.metadata["registry"] = _registry_summary(src.entry)
         return LoadedCheckpoint(model, "native", None, src.display, path, model.metadata)
     if family == "native":
         raise CheckpointError(f"{path} is a safetensors file but not a landscape native checkpoint (no 'landscape' metadata)")

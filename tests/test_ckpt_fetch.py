@@ -231,3 +231,27 @@ def test_cache_location(monkeypatch, tmp_path):
     assert landscape_home() == tmp_path / "xdg" / "landscape"
     monkeypatch.setenv("LANDSCAPE_HOME", str(tmp_path / "lh"))
     assert landscape_home() == tmp_path / "lh"
+
+
+def test_bundled_models_load_by_registry_name_offline_and_check_their_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_OFFLINE", "1")  # the shipped files need no cache and no network
+    for name in ("standard", "pgdat", "trades", "jem", "ebjdat"):
+        by_name = load_model(f"fmnist-{name}")
+        by_path = load_model(str(Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist" / f"{name}.safetensors"))
+        x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(by_name.logits(x), by_path.logits(x)), name
+        assert by_name.metadata["registry"]["name"] == f"fmnist-{name}"
+    assert _files(tmp_path / "home") == []
+    # a shipped file that disagrees with its entry is refused with a message naming both
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist" / "standard.safetensors"
+    (tmp_path / "fmnist").mkdir()
+    (tmp_path / "fmnist" / "standard.safetensors").write_bytes(shipped.read_bytes()[:-1] + b" ")
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text('[[checkpoint]]\nname = "mine"\nfamily = "native"\narchitecture = "smallcnn"\n'
+                        f'dataset = "fashion-mnist"\npaper = "p"\nlocal = "fmnist/standard.safetensors"\nsha256 = "{"2" * 64}"\n')
+    monkeypatch.setenv("LANDSCAPE_MANIFEST", str(manifest))
+    with pytest.raises(CheckpointError, match=r"expects 2{64}: the bundled file and .*manifest.toml disagree"):
+        load_model("mine")
+    manifest.write_text(manifest.read_text().replace('local = "fmnist/', 'local = "../fmnist/'))
+    with pytest.raises(CheckpointError, match="local must be a path inside the manifest's folder"):
+        load_model("mine")

@@ -29,7 +29,7 @@ for name in sys.argv[1:]:
     kw = ", ".join(f"{k} = {json.dumps(v)}" for k, v in h["arch_kwargs"].items())
     family_paper = titles[name][1]
     out += ["", "[[checkpoint]]", f'name = "fmnist-{name}"', 'family = "native"', f'architecture = "{h["architecture"]}"',
-            f"arch_kwargs = {{ {kw} }}", 'dataset = "fashion-mnist"', 'url = ""', f'filename = "{name}.safetensors"',
+            f"arch_kwargs = {{ {kw} }}", 'dataset = "fashion-mnist"', 'url = ""', f'filename = "{name}.safetensors"', f'local = "fmnist/{name}.safetensors"',
             f'page = "bundled with landscape: checkpoints/fmnist/{name}.safetensors in the source tree"',
             f'sha256 = "{file_sha256(f)}"',
             f'paper = "{family_paper if family_paper != "-" else "landscape bundled baseline"}"',

@@ -39,7 +39,7 @@ __all__ = ["ManifestEntry", "manifest_path", "load_manifest", "get_entry", "find
 
 REQUIRED = ("name", "family", "architecture", "dataset", "paper")
 OPTIONAL = ("arch_kwargs", "url", "sha256", "metrics", "filename", "page", "threat_model", "zoo_name",
-            "gdrive_id", "paper_url", "code", "metrics_source", "notes")
+            "gdrive_id", "paper_url", "code", "metrics_source", "notes", "local")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -63,6 +63,7 @@ class ManifestEntry:
     code: str = ""
     metrics_source: str = ""
     notes: str = ""
+    local: str = ""  # a file shipped with the manifest, relative to the manifest's folder
 
     @property
     def cache_filename(self) -> str:
@@ -101,6 +102,9 @@ def _entry(raw: dict, where: str) -> ManifestEntry:
     for key in ("arch_kwargs", "metrics"):
         if not isinstance(raw.get(key, {}), dict):
             raise CheckpointError(f"{where}: entry {name!r}: {key} must be a table")
+    local = raw.get("local", "")
+    if local and (not isinstance(local, str) or Path(local).is_absolute() or ".." in Path(local).parts):
+        raise CheckpointError(f"{where}: entry {name!r}: local must be a path inside the manifest's folder, got {local!r}")
     if raw["family"] == "robustbench" and not raw.get("threat_model"):
         raise CheckpointError(f"{where}: RobustBench entry {name!r} needs threat_model (Linf, L2, corruptions)")
     return ManifestEntry(**{**raw, "sha256": sha})

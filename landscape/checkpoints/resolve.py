@@ -2,7 +2,10 @@
 
 Order: an existing local path wins; then ``http(s)://`` URLs (downloaded into
 the cache); then, with ``family="robustbench"``, a RobustBench zoo name; then a
-registry name from ``checkpoints/manifest.toml``. Anything else is an error
+registry name from ``checkpoints/manifest.toml``. A registry entry with a
+``local`` file (the bundled models, shipped next to the manifest) is read from
+there after its sha256 is checked; other entries come from the cache or their
+download link. Anything else is an error
 that says which of these it is not.
 """
 
@@ -17,9 +20,10 @@ from ..errors import CheckpointError
 from .detect import FAMILIES, Options
 from .families import JEM_FAMILIES
 from .fetch import fetch, landscape_home, offline, url_cache_path
-from .manifest import ManifestEntry, find_entry, load_manifest
+from ..utils import file_sha256
+from .manifest import ManifestEntry, find_entry, load_manifest, manifest_path
 
-__all__ = ["Source", "resolve_source", "entry_cache_path"]
+__all__ = ["Source", "resolve_source", "entry_cache_path", "entry_local_path"]
 
 _PATH_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".tar", ".bin", ".safetensors")
 
@@ -37,6 +41,11 @@ class Source:
 
 def entry_cache_path(entry: ManifestEntry) -> Path:
     return landscape_home() / "checkpoints" / entry.name / entry.cache_filename
+
+
+def entry_local_path(entry: ManifestEntry) -> Path | None:
+    """The shipped file of a registry entry (``local``, relative to the manifest's folder), or None."""
+    return manifest_path().resolve().parent / entry.local if entry.local else None
 
 
 def _check_family(family: str | None) -> None:
@@ -82,6 +91,13 @@ def resolve_source(source, family: str | None, opts: Options, download: bool = T
         if entry.family == "robustbench":
             zm = rbz.zoo_model(entry.zoo_name or entry.name, entry.dataset, entry.threat_model, opts.model_dir)
             return Source(entry.name, family="robustbench", entry=entry, zoo=zm)
+        local = entry_local_path(entry)
+        if local is not None and local.is_file():
+            actual = file_sha256(local)
+            if entry.sha256 and actual != entry.sha256:
+                raise CheckpointError(f"{local} has sha256 {actual}, the registry entry {entry.name!r} expects "
+                                      f"{entry.sha256}: the bundled file and {manifest_path()} disagree (update the entry)")
+            return Source(entry.name, path=local, family=fam, entry=entry, expected_path=local)
         dest = entry_cache_path(entry)
         src = Source(entry.name, family=fam, entry=entry, expected_path=dest, url=entry.url or None)
         if dest.is_file() and not download:
