@@ -8,6 +8,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from landscape.native import read_native_header
 from landscape.utils import file_sha256
 root = Path(__file__).resolve().parent
+
+
+def search(cfg):
+    if cfg["objective"] not in ("pgdat", "trades", "ebjdat"):
+        return ""
+    return ", inner search in bf16" if cfg.get("attack_bf16", True) else ", inner search in float32"
+
 titles = {
  "standard": ("standard classifier (cross-entropy)", "-"),
  "pgdat": ("PGD adversarial training, Linf eps 0.1", "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"),
@@ -34,6 +41,6 @@ for name in sys.argv[1:]:
             f'sha256 = "{file_sha256(f)}"',
             f'paper = "{family_paper if family_paper != "-" else "landscape bundled baseline"}"',
             f'metrics_source = "measured here on the Fashion-MNIST test split: {t["attack"]}"',
-            f'notes = "{titles[name][0]}; recipe fmnist-{name}; epoch {tr["epoch"]} of {cfg["epochs"]} selected on validation {h["metadata"].get("selected_on", {}).get("metric", "")}; {cfg["epochs"]} epochs, batch {cfg["batch_size"]}, {cfg["optimizer"]} lr {cfg["lr"]}, bf16."',
+            f'notes = "{titles[name][0]}; recipe fmnist-{name}; epoch {tr["epoch"]} of {cfg["epochs"]} selected on validation {h["metadata"].get("selected_on", {}).get("metric", "")}; {cfg["epochs"]} epochs, batch {cfg["batch_size"]}, {cfg["optimizer"]} lr {cfg["lr"]}, bf16{search(cfg)}."',
             "[checkpoint.metrics]", f'clean_acc = {t["clean_acc"]}', f'pgd20_acc = {t["pgd20_acc"]}']
 print("\n".join(out))

@@ -1,0 +1,74 @@
+"""The bundled Fashion-MNIST models: files, manifest, recipes and the accuracy floors of issue 5.
+
+Fast checks read what was recorded (hashes, test.json, the training config in each
+file's header); the slow check re-measures the floors on the full test split.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import landscape
+from landscape.checkpoints.manifest import load_manifest
+from landscape.native import read_native_header
+from landscape.train import load_recipe
+from landscape.utils import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist"
+NAMES = ("standard", "pgdat", "trades", "jem", "ebjdat")
+#: the floors the bundled models must meet on the Fashion-MNIST test split (clean, PGD-20 at eps 0.1)
+FLOORS = {"standard": ("clean_acc", 90.0), "pgdat": ("pgd20_acc", 60.0)}
+
+
+def _recorded(name):
+    return json.loads((ROOT / f"{name}.test.json").read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_file_manifest_and_test_record_agree(name):
+    path = ROOT / f"{name}.safetensors"
+    entry = load_manifest()[f"fmnist-{name}"]
+    assert entry.local == f"fmnist/{name}.safetensors"
+    assert entry.sha256 == file_sha256(path)
+    rec = _recorded(name)
+    assert rec["model"] == path.name and rec["split"] == "test" and rec["n"] == 10000
+    assert entry.metrics == {"clean_acc": rec["clean_acc"], "pgd20_acc": rec["pgd20_acc"]}
+    assert "fp32" in rec["attack"] and "eps 0.1" in rec["attack"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_recipe_reproduces_the_bundled_run(name):
+    # every setting stored in the file's header must be what `landscape train --recipe fmnist-<name>` uses
+    stored = read_native_header(ROOT / f"{name}.safetensors")["metadata"]["training"]["config"]
+    recipe = load_recipe(f"fmnist-{name}").to_dict()
+    differ = {k: (v, recipe[k]) for k, v in stored.items() if k != "notes" and recipe.get(k) != v}
+    assert differ == {}
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_recorded_metrics_meet_the_floors(name):
+    metric, floor = FLOORS[name]
+    assert _recorded(name)[metric] >= floor
+
+
+def test_adversarially_trained_models_do_not_mask_bf16_gradients():
+    # a bf16 attack far weaker than the fp32 one means the model learned to mask bf16 gradients
+    for name in ("pgdat", "trades", "ebjdat"):
+        rec = _recorded(name)
+        assert rec["pgd20_bf16_acc"] - rec["pgd20_acc"] < 3.0, (name, rec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_floors_hold_when_measured_again_on_the_test_split(name):
+    spec = importlib.util.spec_from_file_location("fmnist_measure", ROOT / "measure.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    res = measure.measure(ROOT / f"{name}.safetensors", bf16_check=False)
+    rec = _recorded(name)
+    metric, floor = FLOORS[name]
+    assert res[metric] >= floor
+    assert abs(res["clean_acc"] - rec["clean_acc"]) <= 0.1 and abs(res["pgd20_acc"] - rec["pgd20_acc"]) <= 0.1
+    assert landscape.load_model(f"fmnist-{name}").metadata["registry"]["metrics"][metric] == rec[metric]
