@@ -66,9 +66,11 @@ def test_floors_hold_when_measured_again_on_the_test_split(name):
     spec = importlib.util.spec_from_file_location("fmnist_measure", ROOT / "measure.py")
     measure = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(measure)
-    res = measure.measure(ROOT / f"{name}.safetensors", bf16_check=False)
-    rec = _recorded(name)
     metric, floor = FLOORS[name]
+    res = measure.measure(ROOT / f"{name}.safetensors", bf16_check=False, attack=metric == "pgd20_acc")
+    rec = _recorded(name)
     assert res[metric] >= floor
-    assert abs(res["clean_acc"] - rec["clean_acc"]) <= 0.1 and abs(res["pgd20_acc"] - rec["pgd20_acc"]) <= 0.1
+    for key in ("clean_acc", "pgd20_acc"):
+        if key in res:
+            assert abs(res[key] - rec[key]) <= 0.1, (key, res, rec)
     assert landscape.load_model(f"fmnist-{name}").metadata["registry"]["metrics"][metric] == rec[metric]

@@ -22,7 +22,8 @@ from landscape.sources import PGD
 from landscape.utils import atomic_write_text
 
 
-def measure(path: Path, batch: int = 500, bf16_check: bool = True) -> dict:
+def measure(path: Path, batch: int = 500, bf16_check: bool = True, attack: bool = True) -> dict:
+    """Clean and PGD-20 accuracy in percent (``attack=False``: clean accuracy only)."""
     model = landscape.load_model(path)
     x, y = to_tensors(load_dataset("fashion-mnist", "test"))
     pgd = PGD("Linf", eps=0.1, step=0.01, steps=20, loss="ce", random_start=True)
@@ -33,6 +34,8 @@ def measure(path: Path, batch: int = 500, bf16_check: bool = True) -> dict:
         keys = torch.arange(i, i + len(xb))
         with torch.no_grad():
             clean += int((model.predict(xb) == yb).sum())
+        if not attack:
+            continue
         xa = pgd(model, xb, yb, keys=keys, seed=0)
         with torch.no_grad():
             adv += int((model.predict(xa) == yb).sum())
@@ -41,8 +44,10 @@ def measure(path: Path, batch: int = 500, bf16_check: bool = True) -> dict:
                 xa16 = pgd(model, xb, yb, keys=keys, seed=0)
             with torch.no_grad():
                 adv_bf16 += int((model.predict(xa16) == yb).sum())
-    out = {"model": path.name, "split": "test", "n": len(x), "clean_acc": round(100 * clean / len(x), 2),
-           "pgd20_acc": round(100 * adv / len(x), 2)}
+    out = {"model": path.name, "split": "test", "n": len(x), "clean_acc": round(100 * clean / len(x), 2)}
+    if not attack:
+        return out
+    out["pgd20_acc"] = round(100 * adv / len(x), 2)
     if bf16_check:
         out["pgd20_bf16_acc"] = round(100 * adv_bf16 / len(x), 2)
     out["attack"] = "PGD-20 Linf eps 0.1 step 0.01, 1 random start (landscape.sources.PGD, CE, fp32)"
