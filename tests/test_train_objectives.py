@@ -233,3 +233,17 @@ def test_tracking_buffer_reseeds_slots_and_non_finite_entries():
     assert torch.isfinite(buf.data).all()
     changed = (buf.data != before).flatten(1).any(1).nonzero().view(-1).tolist()
     assert changed == [3, 5, 7]
+
+
+def test_buffer_draws_from_class_gaussians_ignore_the_training_autocast():
+    # the trainer samples its buffer inside the bf16 step; fresh class-Gaussian draws must stay float32
+    from landscape.sources.buffer import ClassGaussians
+
+    g = torch.Generator().manual_seed(0)
+    gauss = ClassGaussians(torch.rand(10, 64, generator=g), 0.1 * torch.rand(10, 64, 64, generator=g), (1, 8, 8))
+    plain = TrackingBuffer(size=50, shape=(1, 8, 8), reinit_prob=1.0, init=gauss, seed=0)
+    cast = TrackingBuffer(size=50, shape=(1, 8, 8), reinit_prob=1.0, init=gauss, seed=0)
+    x_plain, _ = plain.sample(16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_cast, _ = cast.sample(16)
+    assert x_cast.dtype == torch.float32 and torch.equal(x_cast, x_plain)

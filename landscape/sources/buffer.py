@@ -19,7 +19,6 @@ Everything here is in [0, 1] pixel units, ``C x H x W`` per sample, float32.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ import torch
 
 from .._version import __version__
 from ..errors import LandscapeError
-from ..utils import atomic_path
+from ..utils import atomic_path, full_precision
 from ._common import check_choice, check_int, check_number
 from .base import randn_like_keyed
 
@@ -51,13 +50,6 @@ def _check_shape(shape) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) <= 0:
         raise LandscapeError(f"shape must be (C, H, W) with positive sizes, got {shape!r}")
     return shape
-
-
-def _full_precision(device: torch.device):
-    """Switch autocast off on ``device`` (the samples must not depend on the caller's precision)."""
-    if device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 # ============================================================================ class Gaussians
@@ -135,7 +127,7 @@ class ClassGaussians:
         eps = eps.view(n, -1)
         y = y.to(device)
         means, scale = self.means.to(device), self.scale.to(device)
-        with _full_precision(device):  # addmm would run in bf16 under the caller's autocast
+        with full_precision(device):  # addmm would run in bf16 under the caller's autocast
             if self.covariance == "diag":
                 out = torch.addcmul(means[y], eps, scale[y])
             else:

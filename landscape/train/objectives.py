@@ -49,7 +49,8 @@ EB-JDAT's inner maximisation (``inner``):
   vectors of ``x~`` and ``x+``.
 
 All searches run in eval mode in float32, outside the training step's bf16
-autocast unless ``attack_bf16`` asks for it (see :class:`TrainConfig`), take sign steps, start from a random point of the
+autocast unless ``attack_bf16`` asks for it (see :class:`TrainConfig`), take
+sign steps, start from a random point of the
 ball, and are projected onto the eps-ball and [0, 1] after every step; eps and
 steps are in pixel units. ``released_compat=True`` instead reproduces the released
 code's search: eps and step applied in [-1, 1] image units (half as large in
@@ -69,6 +70,7 @@ from ..energy import energy_from_logits
 from ..sources import PGD, SGLD, ReplayBuffer
 from ..sources._common import attack_context
 from ..sources.base import rand_like_keyed, randn_like_keyed
+from ..utils import full_precision
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -83,11 +85,6 @@ class TrackingBuffer(ReplayBuffer):
     """
 
     last_indices: torch.Tensor | None = None
-
-    def sample(self, n, y=None, device=None):
-        # fresh draws from class Gaussians use addmm, which autocast would turn into bf16
-        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            return super().sample(n, y=y, device=device)
 
     def update(self, idx, x):
         super().update(idx, x)
@@ -167,13 +164,6 @@ class InnerMax:
         return xa.detach()
 
 
-def _no_autocast(device_type: str, enabled: bool = True):
-    """A context that turns autocast off on ``device_type`` (a no-op when not ``enabled``)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type, enabled=False)
-
-
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -223,7 +213,8 @@ class Objective:
         n = x.shape[0]
         x_adv = None
         if self.inner is not None:
-            with _no_autocast(x.device.type, enabled=not self.config.attack_bf16):
+            precision = contextlib.nullcontext() if self.config.attack_bf16 else full_precision(x.device)
+            with precision:
                 x_adv = self.inner(model, x, y, keys, seed)
         x_neg = None
         if self.sgld is not None:
