@@ -23,6 +23,7 @@ import torch
 
 from landscape.energy import EnergyModel
 from landscape.models import create_model
+from landscape.precision import autocast
 from landscape.train import Objective, TrackingBuffer, TrainConfig
 from landscape.train.objectives import InnerMax
 
@@ -55,7 +56,7 @@ def main() -> None:
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
         def step(model=model, obj=obj, opt=opt):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast("cpu", bf16):
                 loss, _ = obj(model, x, y, keys=keys, seed=0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -68,7 +69,7 @@ def main() -> None:
     inner = InnerMax("energy", 0.1, 0.025, 5)
 
     def pgd_k():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and args.attack_bf16):
+        with autocast("cpu", bf16 and args.attack_bf16):
             inner(pgd_model, x, y, keys, 0)
 
     steps["pgd_k"] = pgd_k

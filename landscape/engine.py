@@ -26,7 +26,6 @@ a source makes out of each clean batch.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -42,16 +41,16 @@ from .cache import EnergyCache, model_fingerprint, tensor_digest
 from .checks import check_finite, run_checks
 from .energy import EnergyModel, eval_mode
 from .errors import LandscapeError
+from .precision import PRECISIONS, autocast
 from .sources.base import make_samples
 from .utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec", "autocast_context",
+__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec",
            "dataset_indices"]
 
 COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy", "conditional_energy"]
-PRECISIONS = ("fp32", "bf16")
 
 
 # ----------------------------------------------------------------------------- sources
@@ -162,15 +161,6 @@ def dataset_indices(data) -> np.ndarray:
     return _selection(data).indices
 
 
-# ----------------------------------------------------------------------------- precision
-def autocast_context(device: torch.device, precision: str):
-    if precision not in PRECISIONS:
-        raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 # ----------------------------------------------------------------------------- distributed
 def _dist_info(distributed) -> tuple[int, int]:
     if distributed is False:
@@ -225,7 +215,8 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
     if not isinstance(batch_size, int) or batch_size < 1:
         raise LandscapeError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = resolve_device(device)
-    autocast_context(dev, precision)  # validates precision
+    if precision not in PRECISIONS:
+        raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if channels_last is None:
         channels_last = precision == "bf16"
     sel = _selection(data)
@@ -296,11 +287,11 @@ def _score_sources(model: EnergyModel, sel: _Selection, srcs: dict, *, batch_siz
                 model.validate_input(x)
                 keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
                 if first:
-                    with autocast_context(device, precision):
+                    with autocast(device, precision):
                         run_checks(model, x, needs_grad, checks)
                     first = False
                 for sname, src in srcs.items():
-                    with autocast_context(device, precision):
+                    with autocast(device, precision):
                         samples = make_samples(src, model, x, y, keys=keys, seed=seed)
                         with torch.no_grad():
                             out = model.energies(samples, y)

@@ -50,8 +50,9 @@ class LoadedCheckpoint:
     Attributes:
         model: the :class:`EnergyModel` (eval mode, on the requested device).
         family: the family it was loaded as (``jem``, ``robustbench``, ...).
-        replay_buffer: the JEM family's SGLD replay buffer as pixels in [0, 1]
-            (float32, CPU, ``N x C x H x W``), or None.
+        replay_buffer: the SGLD replay buffer (JEM-family files, and native files
+            that carry one) as pixels in [0, 1] (float32, CPU, ``N x C x H x W``), or None.
+        replay_labels: the buffer's classes (int64 ``N``) when it is class-conditional, else None.
         source: what was asked for (path, URL or name).
         path: the file that was read (None for a zoo model read by RobustBench).
         metadata: the same dict as ``model.metadata`` (JSON-serialisable).
@@ -63,6 +64,7 @@ class LoadedCheckpoint:
     source: str
     path: Path | None
     metadata: dict = field(default_factory=dict)
+    replay_labels: torch.Tensor | None = None
 
 
 def buffer_to_pixels(buffer: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -124,6 +126,7 @@ def load_checkpoint(source: str | os.PathLike, family: str | None = None, device
         model.temperature = float(opts.temperature)
     model.metadata.update(opts.metadata)
     model.replay_buffer = loaded.replay_buffer
+    model.replay_labels = loaded.replay_labels
     loaded.metadata = model.metadata
     model.to(dev).eval()
     log.info("loaded %s as %s%s", loaded.source, loaded.family,
@@ -174,11 +177,12 @@ def _load_safetensors(src, path: Path, kind: str, opts) -> LoadedCheckpoint:
         if family not in (None, "native"):
             raise CheckpointError(f"family {family!r} was asked for but {path} is a landscape native checkpoint")
         check_options(opts, "native")
-        model = load_native(path)
+        model = load_native(path, load_buffer=opts.load_buffer)
         model.metadata.setdefault("family", "native")
         if src.entry is not None:
             model.metadata["registry"] = _registry_summary(src.entry)
-        return LoadedCheckpoint(model, "native", None, src.display, path, model.metadata)
+        return LoadedCheckpoint(model, "native", model.replay_buffer, src.display, path, model.metadata,
+                                replay_labels=model.replay_labels)
     if family == "native":
         raise CheckpointError(f"{path} is a safetensors file but not a landscape native checkpoint (no 'landscape' metadata)")
     from safetensors.torch import load_file

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from .data import dataset_info, load_dataset, subset, to_tensors
 from .energy import EnergyModel, eval_mode
 from .models import create_model
+from .precision import autocast
 from .utils import progress, seed_everything
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def quick_landscape(dataset: str = "fashion-mnist", n_train: int = 20000, n_test
         if b == 0:
             perm = torch.randperm(len(xtr), generator=g)
         idx = perm[b * batch_size:(b + 1) * batch_size]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast("cpu", bf16):
             loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

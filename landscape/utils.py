@@ -140,10 +140,3 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             h.update(block)
     return h.hexdigest()
 
-
-def full_precision(device: "torch.device | str"):
-    """A context that switches autocast off on ``device`` (a no-op for device types without autocast)."""
-    kind = torch.device(device).type
-    if kind in ("cpu", "cuda"):
-        return torch.autocast(kind, enabled=False)
-    return contextlib.nullcontext()

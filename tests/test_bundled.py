@@ -13,7 +13,7 @@ import pytest
 import landscape
 from landscape.checkpoints.manifest import load_manifest
 from landscape.native import read_native_header
-from landscape.train import load_recipe
+from landscape.train import TrainConfig, load_recipe
 from landscape.utils import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist"
@@ -42,6 +42,7 @@ def test_bundled_file_manifest_and_test_record_agree(name):
 def test_the_recipe_reproduces_the_bundled_run(name):
     # every setting stored in the file's header must be what `landscape train --recipe fmnist-<name>` uses
     stored = read_native_header(ROOT / f"{name}.safetensors")["metadata"]["training"]["config"]
+    stored = TrainConfig.upgrade(stored)  # settings renamed since (released_compat -> inner)
     recipe = load_recipe(f"fmnist-{name}").to_dict()
     differ = {k: (v, recipe[k]) for k, v in stored.items() if k != "notes" and recipe.get(k) != v}
     assert differ == {}

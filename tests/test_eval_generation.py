@@ -80,9 +80,17 @@ def test_fd_of_images_is_zero_on_itself_and_grows_with_the_shift(trained_digits_
 
 
 def test_generate_is_keyed_and_in_range(trained_digits_model):
+    # the random draws (initialisation and noise) are keyed per sample: with the gradient
+    # step off, a chain is a function of its key alone, bit for bit, whatever the batch
+    draws = [generate(trained_digits_model, 6, sampler={"steps": 3, "step_size": 0.0}, batch_size=bs) for bs in (4, 6)]
+    assert torch.equal(draws[0], draws[1])
+    # with the network in the loop, the network's floats may differ with the batch size on
+    # some CPU kernels (seen on AMD EPYC): the samples agree to float32 rounding after 3 steps
     a = generate(trained_digits_model, 6, sampler={"steps": 3}, batch_size=4)
     b = generate(trained_digits_model, 6, sampler={"steps": 3}, batch_size=6)
-    assert a.shape == (6, 1, 8, 8) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert a.shape == (6, 1, 8, 8) and a.min() >= 0 and a.max() <= 1
+    assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+    assert not torch.allclose(a, draws[0], atol=1e-3), "the gradient step must matter"
     with pytest.raises(LandscapeError, match="bad SGLD settings"):
         generate(trained_digits_model, 2, sampler={"stepz": 3})
 

@@ -163,3 +163,22 @@ def test_validation_attack_runs_in_float32_even_under_bf16_training(monkeypatch)
                          lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     assert seen and not any(seen)
     assert 0.0 <= out["val_pgd_acc"] <= 1.0 and math.isfinite(out["val_e_adv"])
+
+
+def test_init_from_fine_tunes_a_saved_model_and_its_buffer(tmp_path):
+    base = fit(tiny_config(objective="jem", epochs=1), out_dir=tmp_path / "jem")
+    src = landscape.load_model(base.model_path)
+    assert src.replay_buffer is not None
+    # a stopped run writes nothing after step 0: its step-0 checkpoint holds the loaded weights and buffer
+    res = fit(tiny_config(objective="ebjdat", epochs=1, init_from=str(base.model_path)), out_dir=tmp_path / "ft",
+              stop_after_steps=1)
+    start = landscape.load_model(tmp_path / "ft" / "model.safetensors")
+    assert start.metadata["training"]["step"] == 0 and start.metadata["training"]["config"]["init_from"]
+    for k, v in src.net.state_dict().items():
+        assert torch.equal(start.net.state_dict()[k], v), k
+    assert torch.equal(start.replay_buffer, src.replay_buffer)
+    assert res.status == "stopped"
+    with pytest.raises(ConfigError, match="its network is smallcnn .* this run builds smallcnn"):
+        fit(tiny_config(init_from=str(base.model_path), arch_kwargs={"width": 4, "hidden": 8}), out_dir=tmp_path / "bad")
+    with pytest.raises(ConfigError, match="init_from must be a checkpoint path"):
+        fit(tiny_config(init_from=""), out_dir=tmp_path / "bad2")

@@ -49,8 +49,8 @@ def cfg(objective, **kw):
 
 @pytest.mark.parametrize("objective, extra", [
     ("standard", {}), ("pgdat", {}), ("trades", {}), ("jem", {}),
-    ("ebjdat", {"inner": "energy"}), ("ebjdat", {"inner": "ce"}), ("ebjdat", {"inner": "released"}),
-    ("ebjdat", {"weight_preset": "paper"}),
+    ("ebjdat", {"inner": "saddle"}), ("ebjdat", {"inner": "ce"}), ("ebjdat", {"inner": "released"}),
+    ("ebjdat", {"inner": "released-compat"}), ("ebjdat", {"weight_preset": "paper"}),
 ])
 def test_every_objective_lowers_its_loss(batch, objective, extra):
     x, y = batch
@@ -109,7 +109,7 @@ def test_terms_match_an_independent_computation(batch):
         p, q = F.softmax(lc, 1), F.softmax(la, 1)
         kl = (p * (p.log() - q.log())).sum(1).mean()
         px, align = e(lc).mean() - e(ln).mean(), e(lc).mean() - e(la).mean()
-        l2 = (e(lc) ** 2).mean() + (e(ln) ** 2).mean() + (e(la) ** 2).mean()  # x~ is covered too
+        l2 = (e(lc) ** 2).mean() + (e(ln) ** 2).mean()  # JEM's regulariser: x~ is never covered
     assert torch.allclose(st["ce"], ce, atol=1e-5) and torch.allclose(st["adv_ce"], adv_ce, atol=1e-5)
     assert torch.allclose(st["trades_kl"], kl, atol=1e-5)
     assert torch.allclose(st["px"], px, atol=1e-5) and torch.allclose(st["energy_align"], align, atol=1e-5)
@@ -154,11 +154,11 @@ def test_inner_search_runs_in_float32_unless_asked(batch, attack_bf16):
     assert torch.isfinite(loss) and "adv_acc" in st
 
 
-@pytest.mark.parametrize("kind", ["ce", "energy", "released", "trades"])
+@pytest.mark.parametrize("kind", ["ce", "saddle", "released", "trades"])
 def test_inner_search_stays_in_the_eps_ball_and_raises_its_objective(batch, trained, kind):
     x, y = batch
     model = trained.train()
-    inner = InnerMax(kind, eps=0.1, step=0.05, steps=4)
+    inner = InnerMax(kind, eps=0.1, step=0.05, steps=4, w_adv=0.1, w_advce=1.0)
     xa = inner(model, x, y, keys=torch.arange(len(x)), seed=0)
     assert model.training
     assert (xa - x).abs().max() <= 0.1 + 1e-6 and xa.min() >= 0 and xa.max() <= 1
@@ -166,8 +166,13 @@ def test_inner_search_stays_in_the_eps_ball_and_raises_its_objective(batch, trai
         lc, la = model.logits(x), model.logits(xa)
         if kind == "ce":
             assert F.cross_entropy(la, y) > F.cross_entropy(lc, y)
-        elif kind == "energy":  # raises the conditional energy E(x~, y) = -f(x~)[y]
-            assert -la.gather(1, y.view(-1, 1)).mean() > -lc.gather(1, y.view(-1, 1)).mean()
+        elif kind == "saddle":  # 0.1 * (-E(x~)) + CE(f(x~), y), written out independently
+            obj = lambda t: (0.1 * torch.logsumexp(t, 1) + F.cross_entropy(t, y, reduction="none")).mean()  # noqa: E731
+            assert obj(la) > obj(lc) + 0.5
+        elif kind == "released":  # f(x~)[y] + ||n(f(x~)) - n(f(x))||^2
+            obj = lambda t: (t.gather(1, y.view(-1, 1)).view(-1)  # noqa: E731
+                             + (F.normalize(t, dim=1) - F.normalize(lc, dim=1)).pow(2).sum(1)).mean()
+            assert obj(la) > obj(lc)
         elif kind == "trades":  # far more divergent than the search's start x + 0.001 N(0, 1)
             kl = lambda t: F.kl_div(F.log_softmax(t, 1), F.softmax(lc, 1), reduction="batchmean")  # noqa: E731
             start = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
@@ -178,10 +183,41 @@ def test_inner_search_stays_in_the_eps_ball_and_raises_its_objective(batch, trai
     model.eval()
 
 
+@pytest.mark.parametrize("preset", ["released", "paper", "released-jem"])
+def test_saddle_inner_step_raises_the_outer_loss(batch, trained, preset):
+    """The default EB-JDAT inner step is the max player of the outer loss: it increases
+    exactly the outer objective's terms in x~ (w_adv (E(x+) - E(x~)) + w_advce CE(x~)),
+    computed here from the Objective itself with the searched samples swapped in."""
+    x, y = batch
+    model = trained.eval()
+    c = cfg("ebjdat", weight_preset=preset, attack_steps=5, attack_step=0.02)
+    obj = Objective(c, TrackingBuffer(size=100, shape=(1, 8, 8), seed=0))
+    assert obj.inner.kind == "saddle"
+    assert (obj.inner.w_adv, obj.inner.w_advce) == (WEIGHT_PRESETS[preset]["energy_align"], WEIGHT_PRESETS[preset]["adv_ce"])
+    x_neg = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    obj.sgld = lambda m, x: x_neg
+    search = obj.inner
+
+    def outer_loss(x_adv):
+        obj.inner = lambda m, xb, yb, k, s: x_adv
+        with torch.no_grad():
+            loss, _ = obj(model, x, y)
+        return float(loss)
+
+    start = (x + (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) - 1) * 0.1).clamp(0, 1)
+    x_adv = search(model, x, y, torch.arange(len(x)), 0)
+    assert outer_loss(x_adv) > outer_loss(start) + 0.1
+    assert outer_loss(x_adv) > outer_loss(x) + 0.1
+    # and the energy part alone: the inner player lowers E(x~) (finds likely points), which the
+    # outer alignment term then raises, unlike the old "raise E(x~, y)" inner step
+    with torch.no_grad():
+        assert model.energy(x_adv).mean() < model.energy(x).mean()
+
+
 def test_released_compat_is_unprojected_and_in_half_units(batch):
     x, y = batch
     model = tiny()
-    inner = InnerMax("released", eps=0.1, step=0.05, steps=6, released_compat=True)
+    inner = InnerMax("released-compat", eps=0.1, step=0.05, steps=6)
     xa = inner(model, x, y, keys=torch.arange(len(x)), seed=0)
     dist = (xa - x).abs().max()
     # [-1, 1] units: step 0.05 is 0.025 in pixels; 6 steps + a start of 0.05 can reach 0.2 > eps
@@ -192,7 +228,9 @@ def test_released_compat_is_unprojected_and_in_half_units(batch):
 def test_weight_presets_and_default():
     assert TrainConfig(objective="ebjdat").weight_preset == "released"
     assert cfg("ebjdat").term_weights() == {"px": 1.0, "ce": 1.0, "energy_align": 0.1, "adv_ce": 1.0}
-    assert cfg("ebjdat", weight_preset="released-jem").term_weights()["energy_align"] == 0.05
+    assert cfg("ebjdat", weight_preset="released-jem").term_weights() == {"px": 0.45, "ce": 0.45, "energy_align": 0.05,
+                                                                         "adv_ce": 0.45}  # the script, literally
+    assert TrainConfig(objective="ebjdat").inner == "saddle"
     paper = cfg("ebjdat", weight_preset="paper").term_weights()
     assert paper["px"] == 1 and paper["energy_align"] == 1 and paper["ce"] + paper["adv_ce"] == 1
     assert cfg("ebjdat", weights={"px": 0.0}).term_weights().get("px") is None
@@ -210,7 +248,8 @@ def test_weight_presets_and_default():
     ({"weights": {"foo": 1.0}}, "weights must map terms"),
     ({"weights": {"ce": -1.0}}, "must be a finite number >= 0"),
     ({"epochs": 1.5}, "epochs must be an integer"),
-    ({"released_compat": "yes"}, "released_compat must be true or false"),
+    ({"inner": "energy"}, "inner must be one of 'saddle', 'ce', 'released', 'released-compat'"),
+    ({"attack_bf16": "yes"}, "attack_bf16 must be true or false"),
     ({"objective": "standard", "weights": {"ce": 0.0}}, "nothing to train"),
 ])
 def test_config_errors_are_one_line(changes, message):

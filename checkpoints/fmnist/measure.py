@@ -18,6 +18,7 @@ import torch
 
 import landscape
 from landscape.data import load_dataset, to_tensors
+from landscape.precision import autocast
 from landscape.sources import PGD
 from landscape.utils import atomic_write_text
 
@@ -40,7 +41,7 @@ def measure(path: Path, batch: int = 500, bf16_check: bool = True, attack: bool 
         with torch.no_grad():
             adv += int((model.predict(xa) == yb).sum())
         if bf16_check:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast("cpu", "bf16"):
                 xa16 = pgd(model, xb, yb, keys=keys, seed=0)
             with torch.no_grad():
                 adv_bf16 += int((model.predict(xa16) == yb).sum())

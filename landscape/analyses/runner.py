@@ -19,7 +19,8 @@ import torch
 
 from ..data import load_dataset, subset, to_tensors
 from ..energy import eval_mode
-from ..engine import autocast_context, dataset_indices, score
+from ..engine import dataset_indices, score
+from ..precision import autocast
 from ..errors import ConfigError
 from ..loading import load_model
 from ..sources import create_source
@@ -64,7 +65,7 @@ def _follow(model, name: str, config: AnalysisConfig, x: torch.Tensor, y: torch.
             src = sources[sname]
             if spec.kind not in ITERATIVE or getattr(src, "stateful", False):
                 continue
-            with autocast_context(device, config.precision):
+            with autocast(device, config.precision):
                 out = src(model, x, y, keys=keys, seed=config.seed)
             if config.trajectories and src.last_trajectory is not None:
                 frames.append(trajectory_frame(src.last_trajectory[: config.trajectories], name, sname))

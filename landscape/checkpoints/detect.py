@@ -31,7 +31,7 @@ FAMILIES = ("native", *JEM_FAMILIES, "robustbench", "state_dict")
 # accepted where "architecture" is).
 _COMMON = {"temperature", "metadata", "sha256"}
 _ACCEPTS = {
-    "native": _COMMON,
+    "native": _COMMON | {"load_buffer"},
     "robustbench": _COMMON | {"dataset", "threat_model", "model_dir"},
     "jem": _COMMON | {"architecture", "normalization", "input_shape", "dataset", "state_key", "load_buffer"},
     "state_dict": _COMMON | {"architecture", "normalization", "input_shape", "dataset", "state_key", "load_buffer"},

@@ -7,6 +7,7 @@ Examples::
     landscape train --objective trades --dataset digits --epochs 3 --out runs/t
     landscape train --config my.toml --set lr=0.01 --set inner=ce --out runs/x
     torchrun --nproc_per_node=2 -m landscape.cli train --recipe fmnist-standard --out runs/ddp
+    landscape train --recipe fmnist-ebjdat --init-from checkpoints/fmnist/jem.safetensors --out runs/ft
     landscape train --list-recipes
 """
 
@@ -19,7 +20,7 @@ import sys
 _FIELDS = {
     "objective": str, "dataset": str, "data_root": str, "epochs": int, "batch_size": int, "lr": float,
     "optimizer": str, "seed": int, "device": str, "eps": float, "inner": str, "weight_preset": str,
-    "checkpoint_every": int, "num_threads": int,
+    "checkpoint_every": int, "num_threads": int, "init_from": str,
 }
 
 
@@ -40,8 +41,8 @@ def add_parser(sub) -> None:
                    help="run the inner adversarial search under the bf16 autocast too (faster; by default it runs "
                         "in float32, because models learn to mask bf16 gradients)")
     p.add_argument("--released-compat", dest="released_compat", action="store_true", default=None,
-                   help="reproduce the released EB-JDAT code's inner search: eps and step in [-1, 1] units "
-                        "(half in pixels) and no projection onto the eps-ball (for comparison only)")
+                   help="the same as --inner released-compat: the released EB-JDAT code's inner search, eps and "
+                        "step in [-1, 1] units (half in pixels) and no projection onto the eps-ball (for comparison only)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig setting, VALUE parsed as TOML (repeatable), e.g. --set 'weights={px=0.5}'")
     p.set_defaults(func=run)
@@ -86,7 +87,11 @@ def run(args) -> int:
             raise ConfigError(f"config file {args.config} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {args.config} is not valid TOML: {exc}") from None
-    overrides = {k: getattr(args, k) for k in list(_FIELDS) + ["bf16", "attack_bf16", "released_compat"] if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in list(_FIELDS) + ["bf16", "attack_bf16"] if getattr(args, k) is not None}
+    if args.released_compat:
+        if overrides.get("inner", "released-compat") != "released-compat":
+            raise ConfigError(f"--released-compat is --inner released-compat; it contradicts --inner {overrides['inner']}")
+        overrides["inner"] = "released-compat"
     overrides.update(_parse_sets(args.sets))
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out, the run folder to continue")

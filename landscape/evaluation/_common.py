@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Subset
 from ..energy import EnergyModel, eval_mode
 from ..sources.base import make_samples
 from ..errors import LandscapeError
+from ..precision import autocast
 from ..utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,6 @@ def on_device(model: torch.nn.Module, device) -> Iterator[torch.device]:
             yield dev
     finally:
         model.to(original)
-
-
-def autocast(device: torch.device, precision: str):
-    from ..engine import autocast_context
-
-    return autocast_context(device, precision)
 
 
 def iterate(sel: Selection, batch_size: int, device: torch.device, *, desc: str = "",

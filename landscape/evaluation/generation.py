@@ -99,7 +99,8 @@ def penultimate_features(model: EnergyModel, x, *, layer: str | None = None, bat
     JEM's ``energy_output`` is never called and so never picked). ``layer=`` names
     another submodule whose (flattened) input to take instead.
     """
-    from ._common import autocast, iterate, on_device, selection
+    from ..precision import autocast
+    from ._common import iterate, on_device, selection
 
     if not isinstance(model, EnergyModel):
         raise LandscapeError(f"the feature model must be an EnergyModel (see landscape.load_model), got {type(model).__name__}")

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..energy import eval_mode
 from ..errors import LandscapeError
+from ..precision import network_input
 
 
 # ----------------------------------------------------------------------------- hyper-parameters
@@ -99,8 +100,16 @@ def usable(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def logits_of(model: nn.Module):
-    """The callable giving logits: ``model.logits`` for an EnergyModel, else the module itself."""
-    return getattr(model, "logits", model)
+    """The callable every search uses to run the network: ``model.logits`` for an
+    EnergyModel, else the module itself, fed through
+    :func:`landscape.precision.network_input` so that no autocast cache can freeze an
+    iterate that the search updates in place."""
+    f = getattr(model, "logits", model)
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return f(network_input(x))
+
+    return logits
 
 
 def temperature_of(model: nn.Module) -> float:

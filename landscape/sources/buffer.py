@@ -30,7 +30,8 @@ import torch
 
 from .._version import __version__
 from ..errors import LandscapeError
-from ..utils import atomic_path, full_precision
+from ..precision import full_precision
+from ..utils import atomic_path
 from ._common import check_choice, check_int, check_number
 from .base import randn_like_keyed
 

@@ -20,7 +20,7 @@ __all__ = ["TrainConfig", "OBJECTIVES", "INNER_MODES", "WEIGHT_PRESETS", "TERMS"
 #: the named objectives (see :mod:`landscape.train.objectives`)
 OBJECTIVES = ("standard", "pgdat", "trades", "jem", "ebjdat")
 #: EB-JDAT's inner maximisation objectives
-INNER_MODES = ("energy", "ce", "released")
+INNER_MODES = ("saddle", "ce", "released", "released-compat")
 #: loss terms and what they are
 TERMS = {
     "ce": "cross-entropy on clean data, CE(f(x+), y)",
@@ -28,8 +28,8 @@ TERMS = {
     "trades_kl": "TRADES: KL(p(.|x+) || p(.|x~)), x~ maximising that KL",
     "px": "JEM maximum likelihood: mean E(x+) - mean E(x-), x- from SGLD",
     "energy_align": "EB-JDAT energy alignment: mean E(x+) - mean E(x~)",
-    "energy_l2": ("energy magnitude regulariser mean E(x+)^2 + mean E(x-)^2, plus mean E(x~)^2 when the step has "
-                  "adversarial samples (Du & Mordatch 2019); off unless weighted"),
+    "energy_l2": ("energy magnitude regulariser mean E(x+)^2 + mean E(x-)^2 on data and SGLD samples "
+                  "(Du & Mordatch 2019), the same in JEM and EB-JDAT; off unless weighted"),
 }
 #: EB-JDAT weight presets (w_px, w_ce, w_adv = energy_align, w_advce = adv_ce)
 WEIGHT_PRESETS = {
@@ -38,8 +38,8 @@ WEIGHT_PRESETS = {
     "paper": {"px": 1.0, "ce": 0.5, "energy_align": 1.0, "adv_ce": 0.5},
     # the released training scripts (EB-JDAT-JEM++ / EB-JDAT-SADAJEM train.sh)
     "released": {"px": 1.0, "ce": 1.0, "energy_align": 0.1, "adv_ce": 1.0},
-    # the released script of the JEM base (EB-JDAT-JEM)
-    "released-jem": {"px": 1.0, "ce": 1.0, "energy_align": 0.05, "adv_ce": 1.0},
+    # the released script of the JEM base (EB-JDAT-JEM): .45/.45/.05/.45 literally
+    "released-jem": {"px": 0.45, "ce": 0.45, "energy_align": 0.05, "adv_ce": 0.45},
 }
 
 
@@ -53,18 +53,23 @@ class TrainConfig:
     split is never touched), ``val_pgd_size`` (validation images attacked each epoch).
 
     Model: ``architecture`` and ``arch_kwargs`` (:func:`landscape.create_model`;
-    ``in_channels``/``n_classes`` are filled from the dataset), ``normalization``.
+    ``in_channels``/``n_classes`` are filled from the dataset), ``normalization``,
+    ``init_from`` (a checkpoint path or registry name to fine-tune instead of
+    training from scratch; same architecture and normalisation; its replay buffer,
+    if any, seeds this run's buffer. The released EB-JDAT scripts train from
+    scratch, and so do the bundled recipes).
 
     Objective: ``objective`` (``standard``, ``pgdat``, ``trades``, ``jem``,
     ``ebjdat``), ``weights`` (per-term overrides, see :data:`TERMS`),
     ``weight_preset`` (EB-JDAT: ``released`` (default), ``released-jem``, ``paper``),
-    ``inner`` (EB-JDAT's inner maximisation: ``energy`` (default), ``ce``,
-    ``released``), ``trades_beta``.
+    ``inner`` (EB-JDAT's inner maximisation: ``saddle`` (default: maximise the outer
+    loss's terms in x~), ``ce``, ``released``, ``released-compat``; see
+    :mod:`landscape.train.objectives`), ``trades_beta``.
 
     Threat model (pixel units, [0, 1]): ``eps``, ``attack_step``, ``attack_steps``,
-    ``attack_norm``; ``released_compat`` reproduces the released EB-JDAT code's
-    inner search (eps and step applied in [-1, 1] units, i.e. halved in pixels, and
-    no projection onto the eps-ball); it must be asked for by name.
+    ``attack_norm``; ``inner = "released-compat"`` reproduces the released EB-JDAT
+    code's inner search (eps and step applied in [-1, 1] units, i.e. halved in
+    pixels, and no projection onto the eps-ball); it must be asked for by name.
 
     SGLD (JEM, EB-JDAT): ``sgld_steps``, ``sgld_step_size``, ``sgld_noise`` (JEM's
     [-1, 1] units, see :class:`landscape.sources.SGLD`), ``n_negatives`` (chains
@@ -101,6 +106,7 @@ class TrainConfig:
     val_size: float | int = 0.1
     val_pgd_size: int = 500
     # model
+    init_from: str | None = None
     architecture: str = "smallcnn"
     arch_kwargs: dict = field(default_factory=dict)
     normalization: str = "identity"
@@ -108,14 +114,13 @@ class TrainConfig:
     objective: str = "standard"
     weights: dict = field(default_factory=dict)
     weight_preset: str = "released"
-    inner: str = "energy"
+    inner: str = "saddle"
     trades_beta: float = 6.0
     # threat model
     eps: float = 0.1
     attack_step: float = 0.025
     attack_steps: int = 5
     attack_norm: str = "Linf"
-    released_compat: bool = False
     val_attack_steps: int = 10
     # SGLD
     sgld_steps: int = 20
@@ -157,6 +162,26 @@ class TrainConfig:
         self.validate()
 
     # -- construction ------------------------------------------------------------------
+    @staticmethod
+    def upgrade(data: dict) -> dict:
+        """A stored config (a checkpoint header, an old run's ``config.json``) in today's settings.
+
+        Settings that changed: ``released_compat`` (a flag) became ``inner =
+        "released-compat"``; ``inner = "energy"`` (raise E(x~, y), the wrong sign for
+        EB-JDAT's saddle point) was removed: objectives other than EB-JDAT never used
+        ``inner``, so it becomes the default there, and an EB-JDAT config with it is an error.
+        """
+        out = dict(data)
+        compat = out.pop("released_compat", False)
+        if compat:
+            out["inner"] = "released-compat"
+        if out.get("inner") == "energy":
+            if out.get("objective") == "ebjdat":
+                raise ConfigError("inner 'energy' (raise E(x~, y)) was removed: it pushed E(x~) the same way as the "
+                                  "outer alignment term and diverged; use inner = 'saddle' (the default)")
+            out["inner"] = TrainConfig.inner
+        return out
+
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "TrainConfig":
         if not isinstance(data, dict):
@@ -217,7 +242,7 @@ class TrainConfig:
         choice("schedule", ("constant", "step", "cosine"))
         choice("select_on", ("val_acc", "val_pgd_acc"))
         choice("normalization", ("identity", "jem"))
-        for name in ("released_compat", "bf16", "attack_bf16"):
+        for name in ("bf16", "attack_bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.weights, dict) or any(k not in TERMS for k in self.weights):
@@ -261,6 +286,8 @@ class TrainConfig:
         number("loss_threshold", low=0.0, low_open=True)
         number("max_rollbacks", low=0, integer=True)
         number("rollback_lr_factor", low=0.0, high=1.0, low_open=True)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"init_from must be a checkpoint path or registry name, got {self.init_from!r}")
         if not isinstance(self.device, str):
             raise ConfigError(f"device must be a string ('auto', 'cpu', 'cuda'), got {self.device!r}")
         if not self.term_weights():

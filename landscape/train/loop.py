@@ -43,6 +43,7 @@ from ..errors import ConfigError
 from ..models import create_model
 from ..models.registry import get_model_entry
 from ..native import save_model
+from ..precision import autocast
 from ..sources import PGD, SGLD, fit_class_gaussians
 from ..utils import atomic_write_text, progress, resolve_device
 from .checkpoint import (BEST_FILE, MODEL_FILE, STATE_FILE, load_train_state, rng_state, save_train_state,
@@ -147,6 +148,29 @@ def _build_model(cfg: TrainConfig, shape, n_classes: int, class_names) -> Energy
                        check_inputs=False, metadata=meta)
 
 
+def _init_from(cfg: TrainConfig, model: EnergyModel, buffer) -> None:
+    """Load ``cfg.init_from``'s weights into ``model`` (same architecture, arguments and
+    normalisation), and its replay buffer, when it has one of the same shape, into ``buffer``."""
+    from ..loading import load_model
+
+    src = load_model(cfg.init_from)
+    if type(src.net).__name__ != type(model.net).__name__ or getattr(src.net, "arch_kwargs", None) != model.net.arch_kwargs:
+        raise ConfigError(f"init_from {cfg.init_from}: its network is {getattr(src.net, 'arch_name', type(src.net).__name__)} "
+                          f"{getattr(src.net, 'arch_kwargs', {})}, this run builds {cfg.architecture} "
+                          f"{model.net.arch_kwargs}; set architecture and arch_kwargs to match")
+    if src.normalization.to_config() != model.normalization.to_config():
+        raise ConfigError(f"init_from {cfg.init_from}: its normalisation is {src.normalization.to_config()}, this run "
+                          f"uses {model.normalization.to_config()}")
+    model.net.load_state_dict(src.net.state_dict(), strict=True)
+    start = getattr(src, "replay_buffer", None)
+    if buffer is not None and start is not None and tuple(start.shape[1:]) == tuple(buffer.shape):
+        n = min(start.shape[0], buffer.size)
+        buffer.data[:n] = start[:n].to(buffer.data.device)
+        log.info("init_from %s: weights and %d replay-buffer samples loaded", cfg.init_from, n)
+    else:
+        log.info("init_from %s: weights loaded", cfg.init_from)
+
+
 def _make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -190,7 +214,7 @@ def _evaluate(model: EnergyModel, cfg: TrainConfig, x_val, y_val, device, autoca
                 j = min(i + 256, n)
                 xb, yb = x_val[i:j].to(device), y_val[i:j].to(device)
                 keys = torch.arange(i, j)
-                # always fp32: a model can mask bf16 gradients, and this metric selects best.safetensors
+                # always fp32, as the evaluation table measures it: this metric selects best.safetensors
                 xa = pgd(model, xb, yb, keys=keys, seed=cfg.seed)
                 logits = model.logits(xa).float()
                 correct += int((logits.argmax(1) == yb).sum())
@@ -237,7 +261,7 @@ def fit(config: "TrainConfig | dict | None" = None, *, out_dir: str | os.PathLik
         if not state_path.is_file():
             raise ConfigError(f"nothing to resume in {out_dir}: no {STATE_FILE} (start the run without --resume)")
         saved = load_train_state(state_path)
-        cfg = TrainConfig.from_dict(saved["config"], where=str(state_path))
+        cfg = TrainConfig.from_dict(TrainConfig.upgrade(saved["config"]), where=str(state_path))
         allowed = RESUMABLE_CHANGES + ("epochs",)
         if config is not None or recipe is not None:
             asked = resolve_config(config, recipe, **overrides).to_dict()
@@ -276,7 +300,7 @@ class _Trainer:
             self.device = torch.device("cuda", dist.local_rank)
         else:
             self.device = resolve_device(cfg.device)
-        self.channels_last = cfg.bf16 and self.device.type == "cpu"
+        self.channels_last = self.device.type == "cpu"  # faster on CPUs in fp32 and bf16 alike
 
         # -- data: a validation split carved from the training split --------------------
         info = dataset_info(cfg.dataset)
@@ -310,6 +334,9 @@ class _Trainer:
                 init = fit_class_gaussians(self.x_train, self.y_train, n_classes=n_classes)
             self.buffer = TrackingBuffer(size=cfg.buffer_size, shape=self.shape, reinit_prob=cfg.reinit_prob,
                                          init=init, device=self.device, seed=_mix(cfg.seed, dist.rank, 3) % (2**31))
+        if cfg.init_from and saved is None:
+            _init_from(cfg, self.model, self.buffer)
+            dist.broadcast_module(self.model)
         self.objective = Objective(cfg, self.buffer)
 
         # -- progress of the run ---------------------------------------------------------
@@ -333,7 +360,7 @@ class _Trainer:
 
     # -- autocast -----------------------------------------------------------------------
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return autocast(self.device, self.cfg.bf16)
 
     def _batch(self, order: torch.Tensor, i: int):
         b, r = self.cfg.batch_size, self.dist.rank
@@ -369,9 +396,11 @@ class _Trainer:
 
     def _save_native(self, path: Path, **extra) -> None:
         last = self.history[-1] if self.history else {}
+        buf = self.buffer  # JEM-family runs carry their replay buffer: the model's own samples
         save_model(self.model, path, training={"config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step,
                                                "rollbacks": self.rollbacks},
-                   validation_metrics=last, **extra)
+                   validation_metrics=last, replay_buffer=buf.data.cpu() if buf is not None else False,
+                   replay_labels=buf.labels.cpu() if buf is not None and buf.labels is not None else None, **extra)
 
     def _restore(self, saved: dict) -> None:
         if int(saved.get("world_size", 1)) != self.dist.world_size:

@@ -12,17 +12,14 @@ term             value                                            paper
 ``trades_kl``    ``KL(p(.|x+) || p(.|x~))``, x~ = PGD on KL       Zhang et al. 2019 (TRADES)
 ``px``           ``mean E(x+) - mean E(x-)``, x- = SGLD           Grathwohl et al. 2020 (JEM)
 ``energy_align`` ``mean E(x+) - mean E(x~)``                      EB-JDAT
-``energy_l2``    ``mean E(x+)^2 + mean E(x-)^2 [+ mean E(x~)^2]`` Du & Mordatch 2019 (IGEBM)
+``energy_l2``    ``mean E(x+)^2 + mean E(x-)^2``                 Du & Mordatch 2019 (IGEBM)
 ================ ================================================ ===========================
 
 ``energy_l2`` is off unless given a weight: it keeps the energies of data and
 samples bounded when short SGLD chains cannot follow the model (the usual way
-JEM-style training diverges, with E(x+) running to -10^4). When the step also has
-adversarial samples it covers them too: ``energy_align`` alone is unbounded, since
-cross-entropy does not see a common shift of all logits, so the model can raise
-E(x~) without limit (an EB-JDAT run without this drove E(x~) to about 600 and
-diverged). With weights ``w_adv`` and ``w_l2`` the two balance at
-E(x~) = w_adv / (2 w_l2). This regulariser is the toolkit's addition, not part of
+JEM-style training diverges, with E(x+) running to -10^4). It is the same term in
+JEM and EB-JDAT and never covers the adversarial samples: the saddle-point inner
+step below bounds E(x~). This regulariser is the toolkit's addition, not part of
 JEM or EB-JDAT as published.
 
 The named objectives are fixed combinations:
@@ -41,20 +38,37 @@ The named objectives are fixed combinations:
 
 EB-JDAT's inner maximisation (``inner``):
 
-* ``energy`` (default, the paper's description): PGD raising the conditional
-  energy ``E(x~, y)`` (:class:`landscape.sources.PGD` with ``loss="conditional"``);
+* ``saddle`` (default): the inner step maximises exactly what the outer step
+  minimises, for the terms that involve ``x~``. The outer loss is
+
+      L(theta, x~) = w_adv (mean E(x+) - mean E(x~)) + w_advce mean CE(f(x~), y) + (terms without x~)
+
+  and ``E(x+)`` does not depend on ``x~``, so ``max_{x~ in ball} L`` is, per sample,
+
+      max_{x~}  w_adv * (-E(x~)) + w_advce * CE(f(x~), y)
+      = (w_adv + w_advce) logsumexp f(x~) - w_advce f(x~)[y]      (T = 1)
+
+  a min-max over the same objective (JEM's contrastive term is one too). The
+  ``-E(x~)`` part finds the nearby points the model finds most likely (LOW
+  energy); the outer term then raises their energy, so each player bounds the
+  other and no regulariser on ``x~`` is needed. The CE part is the usual
+  adversarial ascent. This agrees with the released code (next item), which also
+  lowers E(x~) in its search, and with the paper's words "min-max energy
+  optimization". (An earlier default raised ``E(x~, y)``: inner and outer then
+  pushed E(x~) the same way, nothing bounded it, and training diverged.)
 * ``ce``: standard PGD on cross-entropy;
-* ``released``: what the authors' code ascends: the true-class logit
-  ``f(x~)[y]`` plus the squared distance between the L2-normalised logit
-  vectors of ``x~`` and ``x+``.
+* ``released``: what the authors' code (``sampleXadv``) ascends: the true-class
+  logit ``f(x~)[y]`` plus the squared distance between the L2-normalised logit
+  vectors of ``x~`` and ``x+``;
+* ``released-compat``: the released search with its units too: eps and step
+  applied in [-1, 1] image units (half as large in pixels) and no projection onto
+  the eps-ball (only the clamp to the image range).
 
 All searches run in eval mode in float32, outside the training step's bf16
 autocast unless ``attack_bf16`` asks for it (see :class:`TrainConfig`), take
-sign steps, start from a random point of the
-ball, and are projected onto the eps-ball and [0, 1] after every step; eps and
-steps are in pixel units. ``released_compat=True`` instead reproduces the released
-code's search: eps and step applied in [-1, 1] image units (half as large in
-pixels) and no projection onto the eps-ball (only the clamp to the image range).
+sign steps, start from a random point of the ball, and (except
+``released-compat``) are projected onto the eps-ball and [0, 1] after every step;
+eps and steps are in pixel units.
 """
 
 from __future__ import annotations
@@ -68,9 +82,9 @@ from torch import nn
 
 from ..energy import energy_from_logits
 from ..sources import PGD, SGLD, ReplayBuffer
-from ..sources._common import attack_context
+from ..sources._common import attack_context, logits_of
 from ..sources.base import rand_like_keyed, randn_like_keyed
-from ..utils import full_precision
+from ..precision import full_precision
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -105,22 +119,41 @@ class TrackingBuffer(ReplayBuffer):
 class InnerMax:
     """The adversarial search of a training step (see the module docstring).
 
-    ``kind``: ``ce``, ``energy``, ``released`` or ``trades`` (KL). Called as
-    ``inner(model, x, y, keys, seed)`` with ``x`` in [0, 1]; returns ``x~``
-    detached, in [0, 1].
+    ``kind``: ``saddle``, ``ce``, ``released``, ``released-compat`` or ``trades``
+    (KL). ``saddle`` takes the outer weights ``w_adv`` (of ``energy_align``) and
+    ``w_advce`` (of ``adv_ce``). Called as ``inner(model, x, y, keys, seed)`` with
+    ``x`` in [0, 1]; returns ``x~`` detached, in [0, 1].
     """
 
-    def __init__(self, kind: str, eps: float, step: float, steps: int, released_compat: bool = False):
+    KINDS = ("saddle", "ce", "released", "released-compat", "trades")
+
+    def __init__(self, kind: str, eps: float, step: float, steps: int, w_adv: float = 1.0, w_advce: float = 1.0):
+        if kind not in self.KINDS:
+            raise ValueError(f"inner search kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         self.kind, self.eps, self.step, self.steps = kind, float(eps), float(step), int(steps)
-        self.released_compat = bool(released_compat)
+        self.w_adv, self.w_advce = float(w_adv), float(w_advce)
+        self.released_compat = kind == "released-compat"
         self._pgd = None
-        if kind in ("ce", "energy") and not released_compat:
-            self._pgd = PGD("Linf", eps=eps, step=step, steps=steps, loss="ce" if kind == "ce" else "conditional",
-                            random_start=True)
+        if kind == "ce":
+            self._pgd = PGD("Linf", eps=eps, step=step, steps=steps, loss="ce", random_start=True)
 
     def __repr__(self) -> str:
-        return (f"InnerMax(kind={self.kind!r}, eps={self.eps}, step={self.step}, steps={self.steps}, "
-                f"released_compat={self.released_compat})")
+        extra = f", w_adv={self.w_adv}, w_advce={self.w_advce}" if self.kind == "saddle" else ""
+        return f"InnerMax(kind={self.kind!r}, eps={self.eps}, step={self.step}, steps={self.steps}{extra})"
+
+    def objective(self, logits: torch.Tensor, y: torch.Tensor, n_clean: torch.Tensor | None = None,
+                  p_clean: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """The summed objective the search ascends, from float32 ``logits`` of ``x~``."""
+        if self.kind == "trades":
+            return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
+        if self.kind in ("released", "released-compat"):
+            true = logits.gather(1, y.view(-1, 1)).sum()
+            return true + (F.normalize(logits, dim=1) - n_clean).pow(2).sum()
+        if self.kind == "ce":
+            return F.cross_entropy(logits, y, reduction="sum")
+        # saddle: w_adv * (-E(x~)) + w_advce * CE(f(x~), y), per sample, summed
+        neg_energy = -energy_from_logits(logits, temperature)
+        return (self.w_adv * neg_energy + self.w_advce * F.cross_entropy(logits, y, reduction="none")).sum()
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor | None, seed: int) -> torch.Tensor:
         if self._pgd is not None:
@@ -128,13 +161,14 @@ class InnerMax:
         return self._search(model, x, y, keys, seed)
 
     def _search(self, model, x, y, keys, seed):
-        # released_compat: the released code's eps/step were in [-1, 1] units -> half in pixels, no ball projection
+        # released-compat: the released code's eps/step were in [-1, 1] units -> half in pixels, no ball projection
         scale = 0.5 if self.released_compat else 1.0
         eps, step = self.eps * scale, self.step * scale
         x0 = x.detach().float()
         with attack_context(model, x0):
+            f, temperature = logits_of(model), float(getattr(model, "temperature", 1.0))
             with torch.no_grad():
-                clean = model.logits(x0).float()
+                clean = f(x0).float()
                 p_clean = F.softmax(clean, dim=1)
                 n_clean = F.normalize(clean, dim=1)
             if self.kind == "trades":
@@ -144,16 +178,7 @@ class InnerMax:
             xa = xa.clamp(0.0, 1.0).requires_grad_(True)
             lo, hi = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
             for _ in range(self.steps):
-                logits = model.logits(xa).float()
-                if self.kind == "trades":
-                    obj = F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
-                elif self.kind == "released":
-                    true = logits.gather(1, y.view(-1, 1)).sum()
-                    obj = true + (F.normalize(logits, dim=1) - n_clean).pow(2).sum()
-                elif self.kind == "ce":
-                    obj = F.cross_entropy(logits, y, reduction="sum")
-                else:  # energy: raise E(x~, y) = -f(x~)[y]
-                    obj = -logits.gather(1, y.view(-1, 1)).sum()
+                obj = self.objective(f(xa).float(), y, n_clean, p_clean, temperature)
                 (g,) = torch.autograd.grad(obj, xa)
                 with torch.no_grad():
                     xa.add_(g.sign(), alpha=step)
@@ -190,10 +215,11 @@ class Objective:
                 kind = config.inner
             else:
                 kind = "ce"
-            self.inner = InnerMax(kind, config.eps, config.attack_step, config.attack_steps, config.released_compat)
-            if config.released_compat:
-                log.warning("released_compat: the inner search uses eps %g and step %g in [-1, 1] units (%g and %g in "
-                            "pixels) and is NOT projected onto the eps-ball, as the released EB-JDAT code did",
+            self.inner = InnerMax(kind, config.eps, config.attack_step, config.attack_steps,
+                                  w_adv=self.weights.get("energy_align", 0.0), w_advce=self.weights.get("adv_ce", 0.0))
+            if kind == "released-compat":
+                log.warning("inner='released-compat': the search uses eps %g and step %g in [-1, 1] units (%g and %g "
+                            "in pixels) and is NOT projected onto the eps-ball, as the released EB-JDAT code did",
                             config.eps, config.attack_step, config.eps / 2, config.attack_step / 2)
         self.sgld = None
         if config.needs_sgld:
@@ -245,10 +271,8 @@ class Objective:
             values["px"] = e_clean.mean() - e_neg.mean()
         if "energy_align" in w:
             values["energy_align"] = e_clean.mean() - e_adv.mean()
-        if "energy_l2" in w:
+        if "energy_l2" in w:  # JEM's term only: data and SGLD samples, never x~ (the saddle bounds E(x~))
             values["energy_l2"] = e_clean.pow(2).mean() + e_neg.pow(2).mean()
-            if e_adv is not None:
-                values["energy_l2"] = values["energy_l2"] + e_adv.pow(2).mean()
         loss = sum(w[k] * v for k, v in values.items())
 
         stats = {k: v.detach() for k, v in values.items()}
