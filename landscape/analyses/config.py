@@ -34,7 +34,10 @@ Example (``analyses/fmnist-demo.toml``)::
     n_boot = 1000
     [figures]
     trajectories = 128          # samples whose energy is followed along PGD/SGLD steps (0: none)
-    samples = 64                # SGLD samples shown per model (0: none)
+    samples = 64                # generated samples shown per model (0: none): the replay buffer's
+                                # when a `replay` source is scored and the model has one, else SGLD's
+    sensitivity_steps = 60      # sampler sensitivity panel: the gap to clean along SGLD chains of this
+                                # length from noise and (JEM-family models) from the replay buffer (0: off)
 
 Every table and key is checked: an unknown key is an error naming it and the keys
 that are allowed, so a typo never silently falls back to a default.
@@ -96,6 +99,7 @@ class AnalysisConfig:
     breakdown_n_boot: int | None = None
     trajectories: int = 128
     samples: int = 64
+    sensitivity_steps: int = 0
     path: str | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -106,6 +110,7 @@ class AnalysisConfig:
             "sources": {s.name: {"kind": s.kind, **s.options} for s in self.sources},
             "seed": self.seed, "precision": self.precision, "batch_size": self.batch_size,
             "statistics": {"column": self.column, "n_boot": self.n_boot, "ci": self.ci, "interval": self.interval},
+            "sensitivity_steps": self.sensitivity_steps,
             "analysis": self.path,
         }
 
@@ -115,7 +120,7 @@ _TOP = {"title", "seed", "precision", "device", "batch_size", "cache", "data", "
 _DATA = {"name", "split", "n", "root", "download"}
 _MODEL = {"name", "checkpoint", "family", "options"}
 _STATS = {"column", "n_boot", "ci", "interval", "breakdowns", "breakdown_n_boot"}
-_FIGURES = {"trajectories", "samples"}
+_FIGURES = {"trajectories", "samples", "sensitivity_steps"}
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -202,7 +207,7 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     ints = {"seed": doc.get("seed", 0), "batch_size": doc.get("batch_size", 256),
             "n_boot": stats.get("n_boot", 1000), "trajectories": figs.get("trajectories", 128),
-            "samples": figs.get("samples", 64)}
+            "samples": figs.get("samples", 64), "sensitivity_steps": figs.get("sensitivity_steps", 0)}
     for key, value in ints.items():
         low = 1 if key in ("batch_size", "n_boot") else 0
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -215,7 +220,7 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
         interval=_typed(stats.get("interval", "percentile"), str, "[statistics] interval"),
         breakdowns=_typed(stats.get("breakdowns", True), bool, "[statistics] breakdowns"),
         breakdown_n_boot=stats.get("breakdown_n_boot"), trajectories=ints["trajectories"], samples=ints["samples"],
-        path=str(path) if path else None,
+        sensitivity_steps=ints["sensitivity_steps"], path=str(path) if path else None,
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "plot_models_grid",
     "plot_trajectories",
     "plot_sample_grid",
+    "plot_sampler_sensitivity",
     "plot_gap_heatmap",
     "make_figures",
 ]
@@ -54,14 +55,15 @@ SOURCE_COLORS = {
     "pgd": "#D55E00",         # vermillion
     "autoattack": "#CC79A7",  # reddish purple
     "sgld": "#009E73",        # bluish green
+    "replay": "#56B4E9",      # sky blue
     "noise": "#7F7F7F",       # grey
     "ood": "#E69F00",         # orange
 }
 #: colours for other sources (Paul Tol's muted palette and sky blue)
-FALLBACK_COLORS = ("#332288", "#56B4E9", "#44AA99", "#999933", "#882255", "#AA4499", "#117733",
+FALLBACK_COLORS = ("#332288", "#000000", "#44AA99", "#999933", "#882255", "#AA4499", "#117733",
                    "#CC6677", "#661100", "#6699CC")
 
-DISPLAY_NAMES = {"clean": "clean", "pgd": "PGD", "autoattack": "AutoAttack", "sgld": "SGLD",
+DISPLAY_NAMES = {"clean": "clean", "pgd": "PGD", "autoattack": "AutoAttack", "sgld": "SGLD", "replay": "replay buffer",
                  "noise": "noise", "ood": "OOD"}
 
 STAT_LABELS = {
@@ -300,14 +302,9 @@ def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[
     if energies is not None and "clean" in set(energies["source"].astype(str)):
         e = energies[energies["source"].astype(str) == "clean"]
         clean_means = {str(m): float(np.nanmean(np.asarray(g[column], float))) for m, g in e.groupby("model", sort=False)}
-    fig = _new_figure(5.6 * len(sources), 4.4 + 0.25 * math.ceil(len(models) / 4))
-    axes = fig.subplots(1, len(sources), squeeze=False)[0]
-    for ax, s in zip(axes, sources):
-        t = trajectories[trajectories["source"].astype(str) == s]
-        for i, m in enumerate(models):
-            tm = t[t["model"].astype(str) == m].sort_values("step")
-            if tm.empty:
-                continue
+    fig, cells = _step_panels(trajectories, sources, models)
+    for ax, s, lines in cells:
+        for i, m, tm in lines:
             c = _shade(pal[s], i, len(models))
             x = np.asarray(tm["step"], float)
             y = np.asarray(tm["energy_mean"], float)
@@ -326,9 +323,55 @@ def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[
         ax.set_ylabel(f"mean {energy_label(column)}")
         title = f"{display_name(s)}: mean energy along the steps (band: +-1 std)"
         ax.set_title(title + ("\ndotted: clean mean of each model" if clean_means else ""), fontsize=10)
-        ax.grid(alpha=0.25, linewidth=0.5)
-        ax.legend(title="model", frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                  ncols=min(len(models), 4))
+        _step_legend(ax, len(models))
+    return save_figure(fig, out_dir, name)
+
+
+def _step_panels(table: pd.DataFrame, panels: Sequence[str], models: Sequence[str], **subplot_kw):
+    """A figure with one panel per ``source`` value in ``panels``; returns it and, per
+    panel, ``(ax, panel, [(i, model, rows sorted by step), ...])`` for the models present."""
+    fig = _new_figure(5.6 * len(panels), 4.4 + 0.25 * math.ceil(len(models) / 4))
+    axes = fig.subplots(1, len(panels), squeeze=False, **subplot_kw)[0]
+    cells = []
+    for ax, p in zip(axes, panels):
+        t = table[table["source"].astype(str) == p]
+        rows = [(i, m, t[t["model"].astype(str) == m].sort_values("step")) for i, m in enumerate(models)]
+        cells.append((ax, p, [r for r in rows if not r[2].empty]))
+    return fig, cells
+
+
+def _step_legend(ax, n_models: int) -> None:
+    ax.grid(alpha=0.25, linewidth=0.5)
+    ax.legend(title="model", frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncols=min(n_models, 4))
+
+
+def plot_sampler_sensitivity(sensitivity: pd.DataFrame, out_dir, *, name: str = "sampler_sensitivity") -> list[Path]:
+    """The clean-generated gap along SGLD chains: one panel per initialisation (from
+    noise, from the replay buffer), one line per model, y = mean E(chain at step t) -
+    mean E(clean). A gap that closes as the chains grow is the sampler's, not the model's.
+
+    ``sensitivity``: the table of :func:`landscape.analyses.runner.sampler_sensitivity`
+    (trajectory columns plus ``clean_mean``).
+    """
+    needed = ["model", "source", "step", "energy_mean", "clean_mean"]
+    if not isinstance(sensitivity, pd.DataFrame) or any(c not in sensitivity.columns for c in needed):
+        raise LandscapeError(f"sensitivity must be a DataFrame with columns {needed}")
+    inits = list(pd.unique(sensitivity["source"].astype(str)))
+    models = list(pd.unique(sensitivity["model"].astype(str)))
+    colors = {m: FALLBACK_COLORS[i % len(FALLBACK_COLORS)] for i, m in enumerate(models)}
+    fig, cells = _step_panels(sensitivity, inits, models, sharey=True)
+    for ax, init, lines in cells:
+        for i, m, tm in lines:
+            x = np.asarray(tm["step"], float)
+            gap = np.asarray(tm["energy_mean"], float) - np.asarray(tm["clean_mean"], float)
+            ax.plot(x, gap, color=colors[m], marker=_MARKERS[i % len(_MARKERS)], markevery=max(1, len(x) // 8),
+                    markersize=4, linestyle=_LINESTYLES[i % len(_LINESTYLES)], linewidth=1.5, label=m)
+        ax.axhline(0.0, color="black", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("SGLD steps (JEM's step 1, noise 0.01)")
+        ax.set_ylabel("gap: mean E(chain) - mean E(clean)")
+        ax.set_title(f"chains {init}: clean-generated gap vs chain length", fontsize=10)
+        _step_legend(ax, len(models))
     return save_figure(fig, out_dir, name)
 
 
@@ -454,14 +497,16 @@ def _pair_order(pairs):
 def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = None,
                  trajectories: pd.DataFrame | None = None, samples: Mapping[str, object] | None = None, *,
                  column: str = "energy", palette: Mapping[str, str] | None = None, bins="fd",
-                 heatmap_statistics: Sequence[str] = ("gap",)) -> list[ReportFigure]:
+                 heatmap_statistics: Sequence[str] = ("gap",),
+                 sensitivity: pd.DataFrame | None = None) -> list[ReportFigure]:
     """Every standard figure of a report, written into ``out_dir``.
 
     In order: the all-models grid, one histogram per model, a gap heatmap per
     statistic in ``heatmap_statistics`` (when ``gaps`` is given), the trajectories
-    (when given), one sample grid per entry of ``samples`` (model -> ``N x C x H x W``
-    in [0, 1]). One palette, built from every source in ``energies`` and
-    ``trajectories``, is used throughout.
+    (when given), the sampler sensitivity panel (when ``sensitivity`` is given), one
+    sample grid per entry of ``samples`` (model -> ``N x C x H x W`` in [0, 1], or
+    ``(what, images)`` to say what the images are). One palette, built from every
+    source in ``energies`` and ``trajectories``, is used throughout.
     """
     validate_energy_table(energies, column)
     all_sources = list(energies["source"].astype(str).unique())
@@ -497,8 +542,16 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
         figs.append(ReportFigure(stem, "Mean energy along the steps of the iterative sources (band: +-1 std).",
                                  tuple(plot_trajectories(trajectories, out_dir, palette=pal, energies=energies,
                                                          column=column, name=stem))))
+    if sensitivity is not None and not sensitivity.empty:
+        stem = unique("sampler_sensitivity")
+        figs.append(ReportFigure(stem, "How much of the clean-generated gap is the sampler: the gap along SGLD chains "
+                                       "started from uniform noise and from each model's replay buffer.",
+                                 tuple(plot_sampler_sensitivity(sensitivity, out_dir, name=stem))))
     for m, x in (samples or {}).items():
+        what = "SGLD samples"
+        if isinstance(x, tuple):
+            what, x = x
         stem = unique(f"samples_{_slug(m)}")
-        figs.append(ReportFigure(stem, f"{m}: SGLD samples.",
-                                 tuple(plot_sample_grid(x, out_dir, name=stem, title=f"{m}: SGLD samples"))))
+        figs.append(ReportFigure(stem, f"{m}: {what}.",
+                                 tuple(plot_sample_grid(x, out_dir, name=stem, title=f"{m}: {what.split(' (')[0]}"))))
     return figs

@@ -541,7 +541,8 @@ def build_report(out_dir, energies: pd.DataFrame, *, trajectories: pd.DataFrame 
                  seed: int = 0, bins="fd", interval: str = "percentile", breakdowns: bool = True,
                  breakdown_n_boot: int | None = None,
                  extra_tables: Mapping[str, pd.DataFrame] | None = None,
-                 heatmap_statistics: Sequence[str] = ("gap", "auroc"), overwrite: bool = True) -> dict[str, Path]:
+                 heatmap_statistics: Sequence[str] = ("gap", "auroc"), overwrite: bool = True,
+                 sensitivity: pd.DataFrame | None = None) -> dict[str, Path]:
     """Statistics, breakdowns, figures and the report folder, in one call.
 
     Computes :func:`describe`, :func:`gap_table` and :func:`alignment_summary` of
@@ -568,6 +569,6 @@ def build_report(out_dir, energies: pd.DataFrame, *, trajectories: pd.DataFrame 
     Path(out_dir).absolute().parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".landscape-figures-") as scratch:
         figs = make_figures(scratch, energies, gaps, trajectories, samples, column=column, bins=bins,
-                            heatmap_statistics=heatmap_statistics)
+                            heatmap_statistics=heatmap_statistics, sensitivity=sensitivity)
         return write_report(out_dir, energies, gaps=gaps, summary=summary, alignment=alignment, figures=figs,
                             title=title, settings=settings, extra_tables=tables, column=column, overwrite=overwrite)

@@ -3,8 +3,13 @@
 :func:`run_analysis` loads each model, scores every source on the selected data
 with :func:`landscape.score` (so re-running reuses the engine's cache), follows
 the energy of a few samples along the steps of the iterative sources (PGD, SGLD),
-keeps a grid of SGLD samples, and writes the report with
-:func:`landscape.analyses.report.build_report`.
+keeps a grid of generated samples (the model's replay buffer when a ``replay``
+source is scored and the model carries one, else SGLD's), optionally measures how
+the clean-generated gap depends on the sampler (chain length and initialisation),
+and writes the report with :func:`landscape.analyses.report.build_report`.
+
+A ``replay`` source applies only to models that carry a replay buffer (JEM-family
+models); it is skipped, with a log line, for the others.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..engine import dataset_indices, score
 from ..precision import autocast
 from ..errors import ConfigError
 from ..loading import load_model
-from ..sources import create_source
+from ..sources import SGLD, Replay, create_source
 from ..utils import resolve_device
 from .config import AnalysisConfig, load_analysis
 
@@ -51,10 +56,16 @@ def build_sources(config: AnalysisConfig, record_trajectory: bool = False) -> di
     return out
 
 
+def applies(source, model) -> bool:
+    """Whether ``source`` can be scored on ``model`` (a ``replay`` source needs the model's buffer)."""
+    return not isinstance(source, Replay) or getattr(model, "replay_buffer", None) is not None
+
+
 def _follow(model, name: str, config: AnalysisConfig, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
-            device) -> tuple[list[pd.DataFrame], torch.Tensor | None]:
+            device) -> tuple[list[pd.DataFrame], tuple[str, torch.Tensor] | None]:
     """Energies along the PGD/SGLD steps of the first ``config.trajectories``
-    samples, and the first ``config.samples`` SGLD samples (for the grid)."""
+    samples, and the first ``config.samples`` generated samples (for the grid):
+    ``(what, images)`` from the replay buffer when a ``replay`` source applies, else SGLD."""
     from .stats import trajectory_frame
 
     frames, grid = [], None
@@ -63,15 +74,54 @@ def _follow(model, name: str, config: AnalysisConfig, x: torch.Tensor, y: torch.
     with eval_mode(model):
         for sname, spec in zip(sources, config.sources):
             src = sources[sname]
+            if spec.kind == "replay" and applies(src, model) and config.samples:
+                with autocast(device, config.precision):
+                    out = src(model, x, y, keys=keys, seed=config.seed)
+                grid = (f"replay-buffer samples ({sname})", out[: config.samples].detach().float().cpu())
+                continue
             if spec.kind not in ITERATIVE or getattr(src, "stateful", False):
                 continue
             with autocast(device, config.precision):
                 out = src(model, x, y, keys=keys, seed=config.seed)
             if config.trajectories and src.last_trajectory is not None:
                 frames.append(trajectory_frame(src.last_trajectory[: config.trajectories], name, sname))
-            if spec.kind == "sgld" and grid is None and config.samples:
-                grid = out[: config.samples].detach().float().cpu()
+            if spec.kind == "sgld" and (grid is None or not grid[0].startswith("replay")) and config.samples:
+                if grid is None:
+                    grid = (f"SGLD samples ({sname}: {src.steps} steps from {src.init} init)",
+                            out[: config.samples].detach().float().cpu())
     return frames, grid
+
+
+def sampler_sensitivity(model, name: str, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor, *, steps: int,
+                        seed: int, device, precision: str = "fp32") -> pd.DataFrame:
+    """Mean energy along SGLD chains of ``steps`` steps (JEM's step 1, noise 0.01) from
+    two initialisations: uniform noise, and the model's replay buffer (when it has one).
+
+    Returns the tidy trajectories table (``model``, ``source`` = ``"from noise"`` /
+    ``"from replay buffer"``, ``step``, ``energy_mean``, ``energy_std``, ``n``) plus
+    ``clean_mean``, the mean energy of the clean ``x`` under the same model: a gap
+    that shrinks with the chain length is the sampler's, not the model's.
+    """
+    from .stats import trajectory_frame
+
+    x, y, keys = x.to(device), y.to(device), keys.to(device)
+    frames = []
+    with eval_mode(model):
+        with torch.no_grad(), autocast(device, precision):
+            clean_mean = float(model.energy(x).float().mean())
+        noise = SGLD(steps=steps, init="uniform", record_trajectory=True)
+        with autocast(device, precision):
+            noise(model, x, y, keys=keys, seed=seed)
+        frames.append(trajectory_frame(noise.last_trajectory, name, "from noise"))
+        if getattr(model, "replay_buffer", None) is not None:
+            start = Replay()(model, x, y, keys=keys, seed=seed)
+            chain = SGLD(steps=steps, record_trajectory=True)
+            with autocast(device, precision):
+                chain.run(model, start, keys=keys, seed=seed)
+            frames.append(trajectory_frame(chain.last_trajectory, name, "from replay buffer"))
+    out = pd.concat(frames, ignore_index=True)
+    out["clean_mean"] = clean_mean
+    return out
 
 
 def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.PathLike, *, n: int | None = None,
@@ -99,11 +149,14 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
     follow_pos = list(range(n_follow))
     follow_keys = torch.as_tensor(dataset_indices(ds)[follow_pos], dtype=torch.int64)
 
-    tables, traj_frames, samples = [], [], {}
+    tables, traj_frames, samples, sens_frames = [], [], {}, []
     for spec in config.models:
         log.info("analysing model %s (%s)", spec.name, spec.checkpoint)
         model = load_model(spec.checkpoint, family=spec.family, **spec.options)
-        tables.append(score(model, ds, sources, model_name=spec.name, batch_size=config.batch_size, device=dev,
+        mine = {k: s for k, s in sources.items() if applies(s, model)}
+        for k in sources.keys() - mine.keys():
+            log.info("model %s has no replay buffer: source %r skipped", spec.name, k)
+        tables.append(score(model, ds, mine, model_name=spec.name, batch_size=config.batch_size, device=dev,
                             precision=config.precision, seed=config.seed, cache=config.cache,
                             progress_bar=progress_bar))
         if n_follow:
@@ -112,14 +165,22 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
             traj_frames += frames
             if grid is not None:
                 samples[spec.name] = grid
+        if config.sensitivity_steps and config.trajectories:
+            m = min(config.trajectories, len(ds))
+            x, y = to_tensors(ds, list(range(m)))
+            sens_frames.append(sampler_sensitivity(model, spec.name, x, y, follow_keys[:m],
+                                                   steps=config.sensitivity_steps, seed=config.seed, device=dev,
+                                                   precision=config.precision))
     energies = pd.concat(tables, ignore_index=True)
     trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
+    sensitivity = pd.concat(sens_frames, ignore_index=True) if sens_frames else None
 
     from .report import build_report
 
     settings = config.settings()
     settings["device"] = str(dev)
     paths = build_report(out_dir, energies, trajectories=trajectories, samples=samples or None,
+                         sensitivity=sensitivity,
                          title=config.title, settings=settings, column=config.column, n_boot=config.n_boot,
                          ci=config.ci, seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
                          breakdown_n_boot=config.breakdown_n_boot)

@@ -95,7 +95,7 @@ __all__ = [
 STATISTICS = ("gap", "cohens_d", "wasserstein", "ks_stat", "js_divergence", "auroc", "overlap")
 
 #: sources with a fixed place in the canonical order (after ``clean``)
-KNOWN_SOURCES = ("clean", "pgd", "autoattack", "sgld", "noise", "ood")
+KNOWN_SOURCES = ("clean", "pgd", "autoattack", "replay", "sgld", "noise", "ood")
 
 ENERGY_COLUMNS = ("energy", "conditional_energy")
 #: bootstrap interval methods of :func:`two_sample_stats`
@@ -126,7 +126,7 @@ def validate_energy_table(table: pd.DataFrame, column: str = "energy",
 
 def order_sources(sources: Iterable) -> list[str]:
     """The canonical order of sources: ``clean`` first, then the other known sources
-    (``pgd``, ``autoattack``, ``sgld``, ``noise``, ``ood``), then the rest in order of
+    (``pgd``, ``autoattack``, ``replay``, ``sgld``, ``noise``, ``ood``), then the rest in order of
     first appearance. Duplicates are dropped."""
     seen: list[str] = []
     for s in sources:

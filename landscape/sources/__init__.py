@@ -11,6 +11,7 @@ on ``x``'s device and leaves ``model.training`` as it found it (see
 | :class:`PGD` (Linf/L2; ce, energy, conditional) | pgd.py | Madry et al. 2018 |
 | :class:`AutoAttack` (via ``pyautoattack``) | autoattack.py | Croce & Hein 2020 |
 | :class:`SGLD` (uniform, replay-buffer or class-Gaussian init) | sgld.py | Grathwohl et al. 2020 (JEM); Yang & Ji 2021 (JEM++) |
+| :class:`Replay` (the model's own replay-buffer samples) | replay.py | JEM's generation and FID code |
 | :class:`ReplayBuffer`, :func:`fit_class_gaussians` | buffer.py | JEM; JEM++ / SADA-JEM |
 | :class:`Noise` (Gaussian corruption) | noise.py | - |
 | :class:`Dataset` (out-of-distribution images) | ood.py | - |
@@ -29,16 +30,17 @@ from .defaults import ATTACK_DEFAULTS, attack_defaults
 from .noise import Noise
 from .ood import Dataset, OODDataset, match_shape
 from .pgd import PGD
+from .replay import Replay
 from .sgld import SGLD
 
 __all__ = [
-    "Source", "Clean", "PGD", "AutoAttack", "SGLD", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
+    "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
     "Noise", "Dataset", "OODDataset", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
     "randn_like_keyed", "rand_like_keyed", "SOURCES", "create_source",
 ]
 
 #: short names (as used on the command line) -> source classes
-SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "noise": Noise, "ood": Dataset}
+SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "replay": Replay, "noise": Noise, "ood": Dataset}
 
 
 def create_source(name: str, dataset: str | None = None, **kwargs) -> Source:

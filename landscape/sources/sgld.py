@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..energy import conditional_energy_from_logits, energy_from_logits
@@ -12,6 +14,8 @@ from .base import Source, rand_like_keyed, randn_like_keyed
 from .buffer import ClassGaussians, ReplayBuffer
 
 __all__ = ["SGLD"]
+
+log = logging.getLogger(__name__)
 
 #: keyed-RNG streams of SGLD: the initialisation, then step t's noise is STREAM_BASE + 1 + t
 STREAM_BASE = 1 << 20
@@ -74,6 +78,12 @@ class SGLD(Source):
     computed. Under ``torch.autocast`` the network runs in low precision, the
     chain state and gradients stay float32.
 
+    Diagnostic: a Langevin chain descends the energy (plus noise). When the mean
+    energy at the chains' last step is above the mean at their first step by more
+    than ``0.5 + 0.05 |E|``, the step size is too large for this model (each step
+    overshoots), so a warning is logged (once per source object; later calls log at
+    DEBUG) and :attr:`last_diagnostic` holds the two means; otherwise it is None.
+
     Randomness: with ``keys`` the uniform (or Gaussian) initialisation uses keyed
     stream ``STREAM_BASE`` and step ``t``'s noise stream ``STREAM_BASE + 1 + t``, so
     a sample does not depend on its batch. ``init="buffer"`` is stateful (the
@@ -117,6 +127,8 @@ class SGLD(Source):
         self._buffer = buffer
         self._class_gaussians = class_gaussians
         self._last_trajectory: torch.Tensor | None = None
+        self._last_diagnostic: dict | None = None
+        self._warned = False
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -136,6 +148,12 @@ class SGLD(Source):
     def last_trajectory(self) -> torch.Tensor | None:
         """``N x (steps + 1)`` energies of the latest call (``record_trajectory=True``), else None."""
         return self._last_trajectory
+
+    @property
+    def last_diagnostic(self) -> dict | None:
+        """``{"first": mean E at step 0, "last": mean E at the last step, "steps", "step_size"}`` when
+        the latest call's chains went UP in energy (step size too large), else None."""
+        return self._last_diagnostic
 
     def config(self) -> dict:
         cfg = super().config()
@@ -188,6 +206,20 @@ class SGLD(Source):
         with attack_context(model):
             return self._chain(model, x0.detach().to(dtype=torch.float32, copy=True), usable(y), keys, seed)
 
+    def _diagnose(self, first, last) -> None:
+        self._last_diagnostic = None
+        if self.steps < 2 or first is None:
+            return
+        e0, e1 = (float(v) for v in torch.stack([first, last]).tolist())
+        if not e1 > e0 + 0.5 + 0.05 * abs(e0):
+            return
+        self._last_diagnostic = {"first": e0, "last": e1, "steps": self.steps, "step_size": self.step_size}
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        log.log(level, "SGLD: the mean energy rose from %.3g to %.3g along %d steps (step_size %g): the step size is "
+                "too large for this model, each step overshoots; try a smaller step_size", e0, e1, self.steps,
+                self.step_size)
+
     def _chain(self, model, xs: torch.Tensor, y, keys, seed: int) -> torch.Tensor:
         """The Langevin loop, inside :func:`attack_context`; ``xs`` (float32) is updated in place."""
         f, temperature = logits_of(model), temperature_of(model)
@@ -200,10 +232,14 @@ class SGLD(Source):
                 return conditional_energy_from_logits(logits, y)
             return energy_from_logits(logits, temperature)
 
+        first = last = None
         for t in range(self.steps):
             e = energy(f(xs))
             (g,) = torch.autograd.grad(e.sum(), xs)
             with torch.no_grad():
+                if t == 0:
+                    first = e.detach().float().mean()
+                last = e.detach().float().mean()
                 if traj is not None:
                     traj[:, t] = e
                 xs.add_(g.to(torch.float32), alpha=-a)
@@ -212,6 +248,7 @@ class SGLD(Source):
                 if self.clamp:
                     xs.clamp_(0.0, 1.0)
         out = xs.detach().clamp_(0.0, 1.0)
+        self._diagnose(first, last)
         if traj is not None:
             with torch.no_grad():
                 traj[:, self.steps] = energy(f(out))
