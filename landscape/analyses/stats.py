@@ -264,13 +264,18 @@ def _core(a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarr
 
 
 def two_sample_stats(a, b, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, bins="fd",
-                     interval: str = "percentile", key: str = "") -> dict[str, float]:
+                     interval: str = "percentile", key: str = "", paired: bool = False) -> dict[str, float]:
     """All statistics of :data:`STATISTICS` for samples ``a`` (``A``) and ``b`` (``B``).
 
     Returns a flat dict: ``n_a``, ``n_b``, ``mean_a``, ``mean_b``, each statistic and
     its interval ``<stat>_lo``/``<stat>_hi`` (NaN when ``n_boot`` is 0), and
     ``ks_pvalue``. Non-finite values are dropped (with a warning). ``key`` names the
     comparison in the seed of its bootstrap stream (see the module docstring).
+
+    ``paired``: ``a[i]`` and ``b[i]`` belong to the same unit (the same test image, e.g.
+    clean vs its adversarial example): the bootstrap resamples units, both values of a
+    unit together, which keeps their correlation (a positive one narrows the gap's
+    interval). Pairs with a non-finite side are dropped together.
 
     ``interval``: ``"percentile"`` (default) -- the ``ci`` quantiles of the bootstrap
     replicates; ``"basic"`` -- ``2 * estimate - those quantiles`` (swapped), clipped
@@ -280,6 +285,14 @@ def two_sample_stats(a, b, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 
     (e.g. overlap of N(0,1) vs N(0.2,1), n=150: 0.5% coverage); basic intervals
     undo that shift (89%). For gap, Cohen's d and AUROC both cover about 94%.
     """
+    if paired:
+        a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+        if a.size != b.size:
+            raise LandscapeError(f"paired samples must have the same length, got n_A={a.size}, n_B={b.size}")
+        ok = np.isfinite(a) & np.isfinite(b)
+        if not ok.all():
+            log.warning("%s: dropped %d pair(s) with a non-finite energy", key or "paired samples", int((~ok).sum()))
+        a, b = a[ok], b[ok]
     a = _finite(a, f"sample A {key}".strip())
     b = _finite(b, f"sample B {key}".strip())
     if a.size == 0 or b.size == 0:
@@ -302,8 +315,9 @@ def two_sample_stats(a, b, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 
         reps: dict[str, list[np.ndarray]] = {s: [] for s in STATISTICS}
         for start in range(0, n_boot, chunk):
             m = min(chunk, n_boot - start)
-            ra = a[rng.integers(0, a.size, size=(m, a.size))]
-            rb = b[rng.integers(0, b.size, size=(m, b.size))]
+            ia = rng.integers(0, a.size, size=(m, a.size))
+            ra = a[ia]
+            rb = b[ia] if paired else b[rng.integers(0, b.size, size=(m, b.size))]
             res = _core(ra, rb, edges)
             for s in STATISTICS:
                 reps[s].append(res[s])
@@ -388,9 +402,22 @@ def describe(table: pd.DataFrame, column: str = "energy", by: Sequence[str] = ("
     return out
 
 
+def _paired(sub: pd.DataFrame, src: pd.Series, a_name: str, b_name: str, column: str):
+    """The two sources' values ordered by sample ``index`` when both have exactly the
+    same unique indices (one row per sample each), else None."""
+    if "index" not in sub.columns:
+        return None
+    ia, ib = sub.loc[src == a_name, "index"].to_numpy(), sub.loc[src == b_name, "index"].to_numpy()
+    if ia.size != ib.size or np.unique(ia).size != ia.size or not np.array_equal(np.sort(ia), np.sort(ib)):
+        return None
+    a = sub.loc[src == a_name, column].to_numpy()[np.argsort(ia, kind="stable")]
+    b = sub.loc[src == b_name, column].to_numpy()[np.argsort(ib, kind="stable")]
+    return a, b
+
+
 def gap_table(table: pd.DataFrame, column: str = "energy", by: Sequence[str] = ("model",),
               pairs: Sequence[tuple[str, str]] | None = None, n_boot: int = 1000, ci: float = 0.95,
-              seed: int = 0, bins="fd", interval: str = "percentile") -> pd.DataFrame:
+              seed: int = 0, bins="fd", interval: str = "percentile", paired: str | bool = "auto") -> pd.DataFrame:
     """Two-sample statistics for every pair of sources within each group of ``by``.
 
     Pairs are all unordered pairs of the sources present in the group (see
@@ -401,7 +428,16 @@ def gap_table(table: pd.DataFrame, column: str = "energy", by: Sequence[str] = (
     statistic of :data:`STATISTICS` followed by ``_lo``/``_hi``, and ``ks_pvalue``.
     The settings are stored in ``.attrs`` (``column``, ``n_boot``, ``ci``, ``seed``,
     ``interval``, ``bins``). ``interval``: see :func:`two_sample_stats`.
+
+    ``paired``: ``"auto"`` (default) bootstraps a pair of sources by sample -- both
+    rows of a sample ``index`` resampled together -- when the two sources hold exactly
+    the same samples (clean vs PGD of the same images; every source the engine makes
+    from a batch is keyed by the image's index, so a sample is the natural unit of
+    resampling), else independently; ``True`` requires pairing, ``False`` never pairs.
+    The ``paired`` column says which was used.
     """
+    if paired not in ("auto", True, False):
+        raise LandscapeError(f"paired must be 'auto', True or False, got {paired!r}")
     validate_energy_table(table, column)
     by = _check_by(table, by)
     if pairs is not None:
@@ -421,22 +457,30 @@ def gap_table(table: pd.DataFrame, column: str = "energy", by: Sequence[str] = (
             a = sub.loc[src == a_name, column].to_numpy()
             b = sub.loc[src == b_name, column].to_numpy()
             tag = "|".join(map(str, key)) + f"|{column}|{a_name}|{b_name}"
+            matched = _paired(sub, src, a_name, b_name, column) if paired is not False else None
+            if paired is True and matched is None:
+                raise LandscapeError(f"paired=True but {a_name!r} and {b_name!r} of {key} do not hold the same samples "
+                                     "(the same unique 'index' values)")
+            if matched is not None:
+                a, b = matched
             a_f, b_f = a[np.isfinite(a.astype(float))], b[np.isfinite(b.astype(float))]
             if a_f.size == 0 or b_f.size == 0:
                 log.warning("%s: skipped %s vs %s, a side has no finite energies", key, a_name, b_name)
                 continue
-            res = two_sample_stats(a, b, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval, key=tag)
+            res = two_sample_stats(a, b, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval, key=tag,
+                                   paired=matched is not None)
             row = dict(zip(by, key))
-            row.update(source_a=a_name, source_b=b_name, pair=pair_name(a_name, b_name), column=column)
+            row.update(source_a=a_name, source_b=b_name, pair=pair_name(a_name, b_name), column=column,
+                       paired=matched is not None)
             row.update(res)
             rows.append(row)
-    cols = [*by, "source_a", "source_b", "pair", "column", "n_a", "n_b", "mean_a", "mean_b"]
+    cols = [*by, "source_a", "source_b", "pair", "column", "paired", "n_a", "n_b", "mean_a", "mean_b"]
     for s in STATISTICS:
         cols += [s, f"{s}_lo", f"{s}_hi"]
     cols.append("ks_pvalue")
     out = pd.DataFrame(rows, columns=cols)
     out.attrs.update(column=column, n_boot=int(n_boot), ci=float(ci), seed=int(seed), interval=interval,
-                     bins=bins if isinstance(bins, (str, int)) else "edges")
+                     bins=bins if isinstance(bins, (str, int)) else "edges", paired=str(paired))
     return out
 
 
