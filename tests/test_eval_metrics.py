@@ -82,3 +82,24 @@ def test_reliability_diagram_is_written_as_png_and_svg(tmp_path):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in paths[1].read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # atomic writes left nothing behind
+
+
+@pytest.mark.parametrize("k, n", [(0, 50), (1, 50), (25, 50), (49, 50), (50, 50), (7475, 10000), (3, 1000)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from landscape.evaluation.metrics import wilson_interval
+
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(ref.low, abs=1e-9) and hi == pytest.approx(ref.high, abs=1e-9)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_wilson_interval_errors():
+    from landscape.evaluation.metrics import wilson_interval
+
+    with pytest.raises(LandscapeError, match="0 <= successes <= n and n > 0, got 5 of 3"):
+        wilson_interval(5, 3)
+    with pytest.raises(LandscapeError, match="confidence must lie strictly between 0 and 1"):
+        wilson_interval(1, 3, confidence=1.0)

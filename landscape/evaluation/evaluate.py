@@ -58,7 +58,8 @@ from ..errors import LandscapeError
 from ..sources._common import check_int
 from ..utils import atomic_write_text
 from . import generation as G
-from .metrics import ECE_BINS, calibration_bins, confidences, expected_calibration_error, plot_reliability_diagram, softmax
+from .metrics import (ECE_BINS, calibration_bins, confidences, expected_calibration_error, plot_reliability_diagram,
+                      softmax, wilson_interval)
 from ..sources import Dataset as DatasetSource
 from .ood import auroc, ood_scores, ood_source
 from .robustness import PGD_STEPS, eps_text, robust_accuracy
@@ -250,6 +251,10 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
     rows: list[dict] = []
 
     def add(model: str, metric: str, value: float, count: int, settings: dict) -> None:
+        if metric.endswith("_acc") and count > 0 and math.isfinite(value):
+            # accuracies are binomial proportions: give their Wilson 95% interval with them
+            lo, hi = wilson_interval(round(value * count), int(count))
+            settings = {**settings, "wilson95": f"[{lo:.4f}, {hi:.4f}]"}
         rows.append({"model": model, "metric": metric, "value": float(value), "n": int(count),
                      "settings": _json(settings)})
 

@@ -23,6 +23,7 @@ expected calibration error (ECE)
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,7 @@ from ..errors import LandscapeError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ECE_BINS", "accuracy", "softmax", "confidences", "calibration_bins", "expected_calibration_error",
+__all__ = ["ECE_BINS", "accuracy", "wilson_interval", "softmax", "confidences", "calibration_bins", "expected_calibration_error",
            "plot_reliability_diagram"]
 
 #: default number of equal-width confidence bins of the ECE
@@ -82,6 +83,28 @@ def accuracy(outputs, labels) -> float:
     if len(y) == 0:
         raise LandscapeError("accuracy of zero samples is undefined: got empty inputs")
     return float(np.mean(pred == y))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``successes / n`` (Wilson 1927).
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps its coverage near
+    0 and 1 (robust accuracies of 0% or 99%).
+    """
+    from scipy.stats import norm
+
+    if n <= 0 or not 0 <= successes <= n:
+        raise LandscapeError(f"the Wilson interval needs 0 <= successes <= n and n > 0, got {successes} of {n}")
+    if not 0.0 < confidence < 1.0:
+        raise LandscapeError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exactly 0 and 1 at the ends (no rounding residue)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def confidences(probs, labels) -> tuple[np.ndarray, np.ndarray]:
