@@ -1,12 +1,13 @@
 """Time per training step of every objective on the same model and batch, as ratios.
 
-    .venv/bin/python benchmarks/train_step.py [--batch 128] [--repeat 5] [--threads 1] [--no-bf16] [--attack-bf16]
+    .venv/bin/python benchmarks/train_step.py [--batch 128] [--repeat 5] [--threads 1] [--bf16 auto|on|off] [--attack-bf16]
 
 The model is the bundled recipes' small CNN (width 32, hidden 128) on a Fashion-MNIST
 sized batch (random pixels: speed does not depend on content); settings as the
-fmnist-* recipes (PGD K = 5, SGLD 10 steps on 32 chains), with the trainer's
-precision: the update under bf16 autocast and the inner search in float32 unless
-``--attack-bf16``. Every step is one full
+fmnist-* recipes (PGD K = 5, SGLD 20 steps on 32 chains, EB-JDAT's saddle search),
+with the trainer's precision: the update under bf16 autocast where bf16 is native
+(``--bf16 auto``, the default; see landscape.precision.native_bf16) and the inner
+search in float32 unless ``--attack-bf16``. Every step is one full
 optimiser update (inner search, SGLD, forward, backward, step). The objectives are
 timed round-robin (one step of each, repeated) so machine load spreads over all of
 them; the medians are reported relative to the standard CE step, and EB-JDAT's step
@@ -23,7 +24,7 @@ import torch
 
 from landscape.energy import EnergyModel
 from landscape.models import create_model
-from landscape.precision import autocast
+from landscape.precision import autocast, native_bf16
 from landscape.train import Objective, TrackingBuffer, TrainConfig
 from landscape.train.objectives import InnerMax
 
@@ -33,16 +34,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="bf16 autocast of the update (auto: where bf16 is native)")
     ap.add_argument("--attack-bf16", action="store_true", help="inner search under the bf16 autocast too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bf16 = not args.no_bf16
+    bf16 = native_bf16("cpu") if args.bf16 == "auto" else args.bf16 == "on"
     torch.manual_seed(0)
     x = torch.rand(args.batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(10, (args.batch,))
     keys = torch.arange(args.batch)
-    common = dict(dataset="fashion-mnist", eps=0.1, attack_step=0.025, attack_steps=5, sgld_steps=10, n_negatives=32,
+    common = dict(dataset="fashion-mnist", eps=0.1, attack_step=0.025, attack_steps=5, sgld_steps=20, n_negatives=32,
                   bf16=bf16, attack_bf16=args.attack_bf16)
 
     steps = {}
@@ -66,7 +68,7 @@ def main() -> None:
     # the bound's second part: K PGD steps of EB-JDAT's inner search alone
     pgd_model = EnergyModel(create_model("smallcnn", in_channels=1, n_classes=10, width=32, hidden=128),
                             input_shape=(1, 28, 28), n_classes=10, check_inputs=False).to(memory_format=torch.channels_last)
-    inner = InnerMax("energy", 0.1, 0.025, 5)
+    inner = InnerMax("saddle", 0.1, 0.025, 5, w_adv=0.1, w_advce=1.0)
 
     def pgd_k():
         with autocast("cpu", bf16 and args.attack_bf16):

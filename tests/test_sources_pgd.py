@@ -222,10 +222,10 @@ def test_bf16_autocast_and_channels_last(digits_model, digits_test):
         digits_model.net.to(memory_format=torch.contiguous_format)
     assert out.dtype == torch.float32
     assert in_ball(out, x, "Linf", 0.1) and out.min() >= 0 and out.max() <= 1
-    # bf16 gradients are coarser: on this tiny 8x8 net bf16 PGD-10 leaves 5-8 points more
-    # accuracy than fp32 (measured over seeds); it must still be a strong attack.
+    # with the iterate never frozen by autocast's cache, bf16 PGD-10 is as strong as fp32
+    # (measured: the same accuracy on three seeds of this net); allow 2 points of bf16 rounding
     acc16, acc32, clean = accuracy(digits_model, out, y), accuracy(digits_model, fp32, y), accuracy(digits_model, x, y)
-    assert acc16 <= acc32 + 0.10 and acc16 < clean - 0.4
+    assert abs(acc16 - acc32) <= 0.02 and acc16 < clean - 0.4
 
 
 def test_runs_under_no_grad_and_inference_mode(digits_model, digits_test):

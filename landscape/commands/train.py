@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bf16", dest="bf16", action="store_true", default=None, help="bf16 autocast")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no autocast")
     p.add_argument("--attack-bf16", dest="attack_bf16", action="store_true", default=None,
-                   help="run the inner adversarial search under the bf16 autocast too (faster; by default it runs "
-                        "in float32, because models learn to mask bf16 gradients)")
+                   help="run the inner adversarial search under the bf16 autocast too (faster where bf16 is native; "
+                        "by default it runs in float32, see README 'Training')")
     p.add_argument("--released-compat", dest="released_compat", action="store_true", default=None,
                    help="the same as --inner released-compat: the released EB-JDAT code's inner search, eps and "
                         "step in [-1, 1] units (half in pixels) and no projection onto the eps-ball (for comparison only)")

@@ -84,11 +84,12 @@ class TrainConfig:
     ``epochs``, ``batch_size`` (per process), ``grad_clip`` (0: off).
 
     Run: ``seed``, ``device``, ``bf16`` (autocast of the training forward and
-    backward pass and of SGLD), ``attack_bf16`` (run the inner adversarial search
-    under that autocast too; off by default because a model trained against bf16
-    searches learns to mask bf16 gradients: the bundled PGD-AT of an earlier run
-    held 74% against bf16 PGD-20 and 47% against fp32 PGD-20; validation attacks
-    are always fp32), ``num_threads`` (CPU threads,
+    backward pass and of SGLD, through :func:`landscape.precision.autocast`),
+    ``attack_bf16`` (run the inner adversarial search under that autocast too; off
+    by default: in ``benchmarks/attack_precision.py`` the PGD-AT model trained
+    against the bf16 search was less robust than the fp32-search one, and bf16 is
+    only cheaper where it is native; validation attacks are always fp32),
+    ``num_threads`` (CPU threads,
     0: torch's default), ``checkpoint_every`` (steps; 0: epoch ends only),
     ``select_on`` (validation metric for ``best.safetensors``: ``val_acc`` or
     ``val_pgd_acc``).
