@@ -46,6 +46,9 @@ FORMAT = "landscape-native"
 FORMAT_VERSION = 1
 META_KEY = "landscape"
 
+#: metadata that describes a loading, not the model: dropped when a loaded model is saved again
+_LOAD_TIME_KEYS = ("source", "registry")
+
 BUFFER_KEY = "__replay_buffer__"
 LABELS_KEY = "__replay_labels__"
 
@@ -115,7 +118,9 @@ def save_model(model: EnergyModel, path: str | os.PathLike, *, replay_buffer=Non
                                                      "save_model")
     elif replay_labels is not None:
         raise LandscapeError("save_model: replay_labels were given without a replay_buffer")
-    merged = {**model.metadata, **metadata}
+    # where a model was loaded from is not part of it: a loaded-then-saved model must not
+    # name its old file (the engine names table rows after metadata "source")
+    merged = {k: v for k, v in {**model.metadata, **metadata}.items() if k not in _LOAD_TIME_KEYS or k in metadata}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -214,3 +214,12 @@ def test_a_short_jem_run_on_digits_samples_like_the_data(tmp_path, trained_digit
     fd_buffer, _ = reference_fd(buffer, x, feature_model=trained_digits_model)
     fd_noise, _ = reference_fd(noise, x, feature_model=trained_digits_model)
     assert fd_buffer < 0.3 * fd_noise, (fd_buffer, fd_noise)
+
+
+def test_a_loaded_model_saved_again_does_not_name_its_old_file(tiny_cnn, tmp_path):
+    first = save_model(tiny_cnn, tmp_path / "first.safetensors")
+    loaded = landscape.load_model(first)
+    assert loaded.metadata["source"] == str(first)
+    second = save_model(loaded, tmp_path / "second.safetensors")
+    assert "source" not in read_native_header(second)["metadata"]
+    assert landscape.load_model(second).metadata["source"] == str(second)

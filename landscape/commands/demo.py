@@ -6,9 +6,10 @@ DEFAULT_OUT = "landscape-demo"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="the bundled Fashion-MNIST models x {clean, PGD, SGLD}: energy-gap report",
+    p = sub.add_parser("demo", help="the bundled Fashion-MNIST models x {clean, PGD, replay, SGLD}: energy-gap report",
                        description="Run analyses/fmnist-demo.toml: the bundled Fashion-MNIST models (standard, PGD-AT, "
-                                   "TRADES, JEM, EB-JDAT) x {clean, PGD, SGLD} on the test split, and write the report.")
+                                   "TRADES, JEM, EB-JDAT) x {clean, PGD-20, the JEM-family models' replay-buffer samples, "
+                                   "SGLD-20 from noise} on the test split, and write the report.")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default: ./{DEFAULT_OUT})")
     p.add_argument("--n", type=int, default=None, help="test images (default: the analysis file's)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the analysis file's)")
@@ -31,6 +32,7 @@ def _print_result(result) -> None:
     import pandas as pd
 
     gaps = pd.read_csv(result["gaps.csv"])
-    cols = [c for c in ("model", "pair", "gap", "gap_lo", "gap_hi", "auroc") if c in gaps.columns]
+    # raw gaps beside scale-free statistics: energy scales differ between models
+    cols = [c for c in ("model", "pair", "gap", "gap_lo", "gap_hi", "cohens_d", "auroc") if c in gaps.columns]
     print(gaps[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"report written to {result['index.html']} ({result['seconds']:.0f} s)")
