@@ -20,7 +20,8 @@ def test_bundled_checkpoints_are_small_and_load_without_flags():
 
     for name in MODELS:
         path = ROOT / "checkpoints" / "fmnist" / f"{name}.safetensors"
-        assert path.stat().st_size < 2_000_000, path
+        # JEM-family files carry their replay buffer (2,000 float16 samples, 3.1 MB)
+        assert path.stat().st_size < (5_000_000 if name in ("jem", "ebjdat") else 2_000_000), path
         model = load_model(path)
         assert model.input_shape == (1, 28, 28) and model.n_classes == 10
 
@@ -41,18 +42,22 @@ def test_demo_on_a_small_subset_writes_every_output(tmp_path, monkeypatch, capsy
     out = tmp_path / "demo"
     assert main(["--no-progress", "demo", "--out", str(out), "--n", "40"]) == 0
     printed = capsys.readouterr().out
-    assert "clean vs pgd" in printed and "clean vs sgld" in printed and "index.html" in printed
+    assert "clean vs pgd" in printed and "clean vs sgld" in printed and "clean vs replay" in printed
+    assert "index.html" in printed
     for name in ("index.html", "index.md", "summary.json", "energies.parquet", "gaps.csv"):
         assert (out / name).stat().st_size > 0, name
     energies = pd.read_parquet(out / "energies.parquet")
     assert set(energies.model) == {"standard", "pgd-at", "trades", "jem", "eb-jdat"}
-    assert set(energies.source) == {"clean", "pgd", "sgld"} and len(energies) == 5 * 3 * 40
+    assert set(energies.source) == {"clean", "pgd", "replay", "sgld"} and len(energies) == 5 * 3 * 40 + 2 * 40
+    # the models' own samples: only the JEM-family models carry a replay buffer
+    assert set(energies[energies.source == "replay"].model) == {"jem", "eb-jdat"}
     gaps = pd.read_csv(out / "gaps.csv")
-    assert len(gaps) == 5 * 3
+    assert len(gaps) == 3 * 3 + 2 * 6
     page = _Page()
     page.feed((out / "index.html").read_text())
     n_figures = len(list((out / "figures").glob("*.png")))
-    assert len(page.images) == n_figures >= 5 + 1 + 1  # histograms per model, grid, trajectories, ...
+    assert len(page.images) == n_figures >= 5 + 1 + 1 + 1 + 5  # histograms, grid, trajectories, sensitivity, samples
+    assert (out / "figures" / "sampler_sensitivity.png").is_file()
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.tables >= 4
     assert json.loads((out / "summary.json").read_text())
