@@ -85,10 +85,9 @@ def _follow(model, name: str, config: AnalysisConfig, x: torch.Tensor, y: torch.
                 out = src(model, x, y, keys=keys, seed=config.seed)
             if config.trajectories and src.last_trajectory is not None:
                 frames.append(trajectory_frame(src.last_trajectory[: config.trajectories], name, sname))
-            if spec.kind == "sgld" and (grid is None or not grid[0].startswith("replay")) and config.samples:
-                if grid is None:
-                    grid = (f"SGLD samples ({sname}: {src.steps} steps from {src.init} init)",
-                            out[: config.samples].detach().float().cpu())
+            if spec.kind == "sgld" and grid is None and config.samples:  # a later replay grid replaces it
+                grid = (f"SGLD samples ({sname}: {src.steps} steps from {src.init} init)",
+                        out[: config.samples].detach().float().cpu())
     return frames, grid
 
 
