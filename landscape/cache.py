@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -77,24 +78,39 @@ class EnergyCache:
         digest = key_digest(key)
         return self.root / digest[:2] / f"{digest}.parquet"
 
-    def get(self, key: dict) -> pd.DataFrame | None:
+    def get(self, key: dict, validate: Callable[[pd.DataFrame], str | None] | None = None) -> pd.DataFrame | None:
+        """The table cached under ``key``, or None.
+
+        An entry that cannot be read, or that ``validate(table)`` rejects (it returns
+        the reason as a string), is a miss: the caller recomputes and overwrites it,
+        and a warning names the entry and the reason.
+        """
         path = self.path(key)
         if not path.is_file():
             return None
         try:
             table = pd.read_parquet(path)
         except Exception as exc:  # a corrupt entry is a miss, never a crash
-            log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
+            log.warning("ignoring unreadable cache entry %s (%s); recomputing it", path, exc)
+            return None
+        problem = validate(table) if validate is not None else None
+        if problem:
+            log.warning("ignoring cache entry %s (%s); recomputing it", path, problem)
             return None
         log.info("cache hit: %s", path)
         return table
 
-    def put(self, key: dict, table: pd.DataFrame) -> Path:
+    def put(self, key: dict, table: pd.DataFrame) -> Path | None:
+        """Store ``table`` under ``key``; a cache that cannot be written is a warning, not an error."""
         path = self.path(key)
-        with atomic_path(path) as tmp:
-            table.to_parquet(tmp, index=False)
-        # the key is stored next to the data, for inspection
-        with atomic_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
+        try:
+            with atomic_path(path) as tmp:
+                table.to_parquet(tmp, index=False)
+            # the key is stored next to the data, for inspection
+            with atomic_path(path.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
+        except OSError as exc:
+            log.warning("could not write the energy cache entry %s (%s); the result is not cached", path, exc)
+            return None
         log.debug("cached %d rows at %s", len(table), path)
         return path

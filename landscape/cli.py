@@ -12,8 +12,15 @@ from .commands import COMMANDS
 from .errors import LandscapeError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as the one-line ``landscape: error: ...`` (exit 2) every other error uses."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"landscape: error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="landscape",
         description="Energy landscape toolkit for classifiers read as energy-based models.",
     )
@@ -44,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except LandscapeError as exc:
         msg = " ".join(str(exc).split())
         print(f"landscape: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the checks up front could not foresee (disk full, a race...)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"landscape: error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)

@@ -313,6 +313,11 @@ def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None 
         download = not offline()  # LANDSCAPE_OFFLINE=1: never touch the network
     if split not in info.splits:
         raise LandscapeError(f"dataset {info.name!r} has splits {', '.join(info.splits)}, got {split!r}")
+    if root is not None and not download and not Path(root).is_dir():
+        # a given root is never silently replaced by the default search path
+        what = "is a file" if Path(root).exists() else "does not exist"
+        raise DatasetNotFoundError(f"dataset root {str(root)!r} {what}; expected a folder holding {info.name}'s files "
+                                   "(or pass download=True / leave root out to use the standard search path)")
     if info.name in ("fashion-mnist", "mnist"):
         return _load_idx_dataset(info.name, split, root, download)
     if info.name in ("cifar10", "cifar100", "svhn"):
@@ -392,4 +397,19 @@ def to_tensors(ds: Dataset, indices: Sequence[int] | None = None) -> tuple[torch
     if isinstance(base, ImageTensorDataset):
         return base.get_batch(mapped)
     items = [ds[i] for i in indices]
-    return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
+    return torch.stack([x for x, _ in items]), _labels([y for _, y in items])
+
+
+def _labels(values: list) -> torch.Tensor:
+    """Class labels as int64; a float, bool or non-scalar label is an error, never truncated."""
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            if v.numel() != 1 or v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+                raise LandscapeError(f"dataset labels must be integer class indices, got a tensor of dtype {v.dtype} "
+                                     f"and shape {tuple(v.shape)}")
+            v = v.item()
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise LandscapeError(f"dataset labels must be integer class indices, got {v!r} ({type(v).__name__})")
+        out.append(int(v))
+    return torch.as_tensor(out, dtype=torch.long)

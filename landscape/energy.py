@@ -154,14 +154,32 @@ class EnergyModel(nn.Module):
         self.metadata = dict(metadata or {})
 
     # -- validation ---------------------------------------------------------------
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype inputs must have: the network's floating parameters' (float32 unless converted)."""
+        for p in self.net.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
     def validate_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`LandscapeError` unless ``x`` is a float N x C x H x W batch in [0, 1]."""
+        """Raise :class:`LandscapeError` unless ``x`` is an N x C x H x W batch of pixels in [0, 1]
+        with the network's parameter dtype (float32 unless the network was converted);
+        other float dtypes are refused rather than cast, so no precision is lost or
+        gained silently."""
         if not isinstance(x, torch.Tensor):
             raise LandscapeError(f"input must be a torch.Tensor of pixels in [0, 1], got {type(x).__name__}")
         if not x.is_floating_point():
             raise LandscapeError(
                 f"input must be a floating-point tensor of pixels in [0, 1], got dtype {x.dtype} "
                 "(convert uint8 images with x.float() / 255)"
+            )
+        want = self.input_dtype
+        if x.dtype != want:
+            raise LandscapeError(
+                f"input must be {str(want).replace('torch.', '')} pixels in [0, 1] (the network's parameter dtype), got "
+                f"dtype {str(x.dtype).replace('torch.', '')}; convert with x.to({want}) (for lower precision "
+                "use precision='bf16', which runs the network under autocast)"
             )
         expected = "N x " + " x ".join(str(s) for s in self.input_shape) if self.input_shape else "N x C x H x W"
         if x.dim() != 4 or (self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):

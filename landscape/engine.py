@@ -27,6 +27,7 @@ a source makes out of each clean batch.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -77,7 +78,7 @@ def parse_source_spec(spec: str, dataset: str | None = None):
             kwargs[key.strip()] = value.strip()
     if name == "ood" and "dataset" not in kwargs:
         raise LandscapeError(f"source 'ood' needs the out-of-distribution dataset, e.g. 'ood:dataset=mnist', got {spec!r}")
-    return S.create_source(name, dataset=None if name == "ood" else dataset, **kwargs)
+    return S.create_source(name, dataset, **kwargs)
 
 
 def resolve_sources(sources, dataset: str | None = None) -> dict[str, object]:
@@ -114,7 +115,7 @@ def resolve_sources(sources, dataset: str | None = None) -> dict[str, object]:
 # ----------------------------------------------------------------------------- data
 @dataclass
 class _Selection:
-    description: dict
+    describe: Callable[[], dict]  # the selection's part of a cache key (computed only when caching)
     indices: np.ndarray  # dataset index of each row (also the RNG key)
     fetch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
     dataset_name: str | None
@@ -137,7 +138,10 @@ def _selection(data) -> _Selection:
         x, y = data
         if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
             raise LandscapeError(f"data must be (x N x C x H x W, y N), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-        return _Selection({"tensors": tensor_digest(x, y)}, np.arange(len(x)),
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise LandscapeError(f"labels y must be integer class indices (e.g. torch.int64), got dtype {y.dtype}; "
+                                 "float labels are refused rather than truncated")
+        return _Selection(lambda: {"tensors": tensor_digest(x, y)}, np.arange(len(x)),
                           lambda pos: (x[_as_index(pos)], y[_as_index(pos)].long()), None)
     if not isinstance(data, Dataset):
         raise LandscapeError(f"data must be a torch Dataset or a tuple (x, y) of tensors, got {type(data).__name__}")
@@ -147,11 +151,12 @@ def _selection(data) -> _Selection:
         base = base.dataset
     name = getattr(base, "name", None)
     if name:
-        desc = {"dataset": name, "split": getattr(base, "split", ""), "n_base": len(base),
-                "indices": tensor_digest(torch.as_tensor(idx, dtype=torch.int64))}
-    else:  # an anonymous dataset: hash its content (first use only)
-        x, y = to_tensors(data)
-        desc = {"tensors": tensor_digest(x, y)}
+        def desc():
+            return {"dataset": name, "split": getattr(base, "split", ""), "n_base": len(base),
+                    "indices": tensor_digest(torch.as_tensor(idx, dtype=torch.int64))}
+    else:  # an anonymous dataset: hash its content
+        def desc():
+            return {"tensors": tensor_digest(*to_tensors(data))}
     return _Selection(desc, idx, lambda pos: to_tensors(data, pos.tolist()), name)
 
 
@@ -212,8 +217,11 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
         from .loading import load_model
 
         model = load_model(model)
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise LandscapeError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise LandscapeError(f"seed must be an integer, got {seed!r}")
+    seed = int(seed)
     dev = resolve_device(device)
     if precision not in PRECISIONS:
         raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -233,13 +241,13 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
         store = cache if isinstance(cache, EnergyCache) else EnergyCache(None if cache is True else cache)
     keys, tables = {}, {}
     if store is not None:
-        base_key = {"model": model_fingerprint(model), "data": sel.description, "precision": precision,
+        base_key = {"model": model_fingerprint(model), "data": sel.describe(), "precision": precision,
                     "channels_last": bool(channels_last), "seed": int(seed), "version": __version__}
         for sname, src in srcs.items():
             if getattr(src, "stateful", False):
                 continue  # e.g. SGLD from a replay buffer: its output depends on the buffer's history
             keys[sname] = {**base_key, "source": src.cache_key()}
-            hit = store.get(keys[sname])
+            hit = store.get(keys[sname], validate=lambda t: _table_problem(t, sel))
             if hit is not None:
                 tables[sname] = hit.assign(model=name, source=sname)
     todo = {k: v for k, v in srcs.items() if k not in tables}
@@ -257,6 +265,26 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
                 store.put(keys[sname], tables[sname])
     out = pd.concat([tables[s] for s in srcs], ignore_index=True)
     return out[COLUMNS]
+
+
+def _table_problem(table: pd.DataFrame, sel: _Selection) -> str | None:
+    """Why a cached energy table cannot be the table of ``sel`` (None when it can)."""
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        return f"it lacks the column(s) {', '.join(missing)}"
+    if len(table) != len(sel):
+        return f"it has {len(table)} rows, the data has {len(sel)}"
+    for col in ("index", "label", "prediction"):
+        if not pd.api.types.is_integer_dtype(table[col]):
+            return f"its column {col!r} has dtype {table[col].dtype}, expected integers"
+    for col in ("energy", "conditional_energy"):
+        if not pd.api.types.is_float_dtype(table[col]):
+            return f"its column {col!r} has dtype {table[col].dtype}, expected floats"
+    if not pd.api.types.is_bool_dtype(table["correct"]):
+        return f"its column 'correct' has dtype {table['correct'].dtype}, expected booleans"
+    if not np.array_equal(table["index"].to_numpy(), sel.indices):
+        return "its sample indices differ from the data's"
+    return None
 
 
 def _score_sources(model: EnergyModel, sel: _Selection, srcs: dict, *, batch_size, device, precision,

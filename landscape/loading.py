@@ -215,9 +215,9 @@ def _from_state(src, path: Path, unwrapped, opts, native_hint: bool) -> LoadedCh
             if zm is not None:
                 check_options(opts, "robustbench")
                 return _load_zoo_model(src, zm, opts, path)
-        what = "a safetensors file but not a landscape native checkpoint, and its" if native_hint else "its"
+        what = " is a safetensors file but not a landscape native checkpoint, and its" if native_hint else ": its"
         raise CheckpointError(
-            f"{where} is {what} keys {describe_keys(unwrapped.state_dict)} match no known layout "
+            f"{where}{what} keys {describe_keys(unwrapped.state_dict)} match no known layout "
             "(JEM family: f.conv1.weight and class_output.weight; RobustBench: <model_dir>/<dataset>/<threat_model>/<Name>.pt); "
             "pass family='state_dict' and architecture=..."
         )

@@ -37,7 +37,6 @@ import torch
 from ._version import __version__
 from .energy import EnergyModel
 from .errors import CheckpointError, LandscapeError
-from .models import create_model
 from .utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -202,11 +201,23 @@ def load_native(path: str | os.PathLike, device: str | torch.device = "cpu", loa
     """
     from safetensors.torch import load_file
 
+    from .checkpoints.build import build_meta, build_network, check_state, safetensors_meta
+
     header = read_native_header(path)
+    arch, kwargs = header.get("architecture"), header.get("arch_kwargs") or {}
+    if not isinstance(arch, str) or not isinstance(kwargs, dict):
+        raise CheckpointError(f"{path}: the header's architecture must be a name and arch_kwargs a table, got "
+                              f"{arch!r} and {type(kwargs).__name__}")
+    # The header's architecture is built on the meta device and compared with the
+    # file's tensor shapes before anything is allocated: a header that claims a huge
+    # network over small weights is refused without allocating it.
+    meta_net = build_meta(arch, kwargs, str(path))
     try:
-        net = create_model(header["architecture"], **header.get("arch_kwargs", {}))
-    except LandscapeError as exc:
-        raise CheckpointError(f"{path}: cannot rebuild its architecture: {exc}") from exc
+        shapes = safetensors_meta(path, skip=(BUFFER_KEY, LABELS_KEY))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: the weights could not be read ({type(exc).__name__}: {exc})") from None
+    check_state(meta_net.state_dict(), shapes, str(path), f"architecture {arch!r}")
+    del meta_net
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
@@ -223,19 +234,7 @@ def load_native(path: str | os.PathLike, device: str | torch.device = "cpu", loa
             raise CheckpointError(str(exc)) from None
         if int(declared.get("n", -1)) != buffer.shape[0] or bool(declared.get("conditional")) != (labels is not None):
             raise CheckpointError(f"{path}: the replay buffer does not match its header entry {declared}")
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match architecture {header['architecture']!r}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    bad = [k for k in expected if expected[k].shape != state[k].shape]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, the architecture expects {tuple(expected[k].shape)}")
-    net.load_state_dict(state, strict=True)
+    net = build_network(arch, kwargs, state, str(path))
     model = EnergyModel(
         net,
         normalization=header.get("normalization") or "identity",

@@ -70,6 +70,77 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _probe_writable(folder: Path, target: Path, what: str) -> None:
+    """Raise unless a file can be created in ``folder`` (which exists); leaves nothing behind."""
+    from .errors import LandscapeError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".landscape-probe-", dir=folder)
+    except OSError as exc:
+        raise LandscapeError(f"cannot write {what} {str(target)!r}: {folder} is not writable "
+                             f"({exc.strerror or type(exc).__name__})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _existing_ancestor(path: Path, what: str) -> Path:
+    """The nearest existing ancestor of ``path``, which must be a folder."""
+    from .errors import LandscapeError
+
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise LandscapeError(f"cannot write {what} {str(path)!r}: {parent} is a file, not a folder")
+    return parent
+
+
+def check_output_file(path: str | os.PathLike, what: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """Fail now, before any work, when a file cannot be written at ``path``.
+
+    Checks the suffix (when ``suffixes`` are given), that ``path`` is not a folder,
+    that no file stands where a parent folder must be created, and that the folder
+    the file goes into can be written (probed with a temporary file that is removed).
+    Creates nothing. Returns ``path`` as a Path.
+    """
+    from .errors import LandscapeError
+
+    path = Path(path)
+    if suffixes and path.suffix not in suffixes:
+        raise LandscapeError(f"{what} must end in {' or '.join(suffixes)}, got {str(path)!r}")
+    if path.is_dir():
+        raise LandscapeError(f"{what} {str(path)!r} is a folder; expected a file path"
+                             + (f" such as {str(path / ('out' + suffixes[0]))!r}" if suffixes else ""))
+    parent = path.absolute().parent
+    if parent.exists():
+        if not parent.is_dir():
+            raise LandscapeError(f"cannot write {what} {str(path)!r}: {parent} is a file, not a folder")
+        _probe_writable(parent, path, what)
+    else:
+        _probe_writable(_existing_ancestor(path, what), path, what)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "--out", replaced: bool = False) -> Path:
+    """Fail now, before any work, when the folder ``path`` cannot be created or written.
+
+    ``replaced``: the folder is published by renaming a sibling into place (reports),
+    so its parent must be writable too. Creates nothing. Returns ``path`` as a Path.
+    """
+    from .errors import LandscapeError
+
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise LandscapeError(f"{what} {str(path)!r} is a file; expected a folder")
+        _probe_writable(path, path, what)
+        if replaced:
+            _probe_writable(path.absolute().parent, path, what)
+    else:
+        _probe_writable(_existing_ancestor(path, what), path, what)
+    return path
+
+
 def landscape_home() -> Path:
     """``$LANDSCAPE_HOME``, else ``$XDG_CACHE_HOME/landscape``, else ``~/.cache/landscape``."""
     env = os.environ.get("LANDSCAPE_HOME")

@@ -82,8 +82,12 @@ def test_info_flags_a_file_that_would_not_load(tmp_path, capsys):
     sd = dict(tiny_wrn().state_dict())
     sd["f.stray.weight"] = torch.zeros(1)
     torch.save(sd, tmp_path / "stray.pt")
-    info = _info(capsys, str(tmp_path / "stray.pt"))
-    assert "unexpected 1 key(s) ['f.stray.weight']" in info["PROBLEM"]
+    # described as far as it can be (family, architecture), then exit 2 with the reason
+    assert main(["checkpoints", "info", str(tmp_path / "stray.pt")]) == 2
+    out, err = capsys.readouterr()
+    assert "architecture" in out and "wrn" in out
+    assert err.startswith("landscape: error:") and "unexpected 1 key(s) ['f.stray.weight']" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_errors_exit_2_with_one_line(tmp_path, capsys):

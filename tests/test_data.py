@@ -53,6 +53,7 @@ def test_root_then_env_take_precedence(tmp_path, monkeypatch):
 def test_missing_dataset_error_names_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("TORCHVISION_DATA", str(tmp_path / "tv"))
+    (tmp_path / "root").mkdir()  # an existing but empty root (a missing one is refused outright)
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("mnist", "test", root=tmp_path / "root")
     msg = str(info.value)

@@ -291,6 +291,47 @@ def is_report_dir(path) -> bool:
         return False
 
 
+#: staging and backup folders older than this are left-overs of a killed run (a live
+#: run publishes within seconds of creating them) and are removed by the next run
+STALE_STAGING_S = 15 * 60
+
+
+def clean_stale_staging(out_dir: str | os.PathLike, max_age_s: float = STALE_STAGING_S) -> list[Path]:
+    """Remove the hidden staging (``.NAME.*.tmp``) and backup (``.NAME.old-*``) folders that a
+    killed run left beside ``out_dir``; returns what was removed."""
+    import time
+
+    out_dir = Path(out_dir).absolute()
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for pattern in (f".{out_dir.name}.*.tmp", f".{out_dir.name}.old-*"):
+        for p in parent.glob(pattern):
+            try:
+                if p.is_dir() and not p.is_symlink() and now - p.stat().st_mtime > max_age_s:
+                    shutil.rmtree(p)
+                    removed.append(p)
+            except OSError as exc:
+                log.warning("could not remove the stale staging folder %s (%s)", p, exc)
+    for p in removed:
+        log.info("removed %s, left behind by an interrupted report", p)
+    return removed
+
+
+def check_report_target(out_dir: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Fail now, before any work, unless a report can be published at ``out_dir``:
+    it must be absent, empty or an old report (when ``overwrite``), and it and its
+    parent writable. Creates nothing."""
+    from ..utils import check_output_dir
+
+    out_dir = Path(out_dir).absolute()
+    _check_target(out_dir, overwrite)
+    check_output_dir(out_dir, "the report folder", replaced=True)
+    return out_dir
+
+
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     if not out_dir.exists():
         return
@@ -381,6 +422,7 @@ def write_report(out_dir, energies: pd.DataFrame, *, gaps: pd.DataFrame, summary
     settings = dict(settings or {})
     settings.setdefault("toolkit version", __version__)
     _check_target(out_dir, overwrite)
+    clean_stale_staging(out_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))

@@ -26,7 +26,7 @@ from ..data import load_dataset, subset, to_tensors
 from ..energy import eval_mode
 from ..engine import dataset_indices, score
 from ..precision import autocast
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError, LandscapeError
 from ..loading import load_model
 from ..sources import SGLD, Replay, create_source
 from ..utils import resolve_device
@@ -46,9 +46,11 @@ def build_sources(config: AnalysisConfig, record_trajectory: bool = False) -> di
         options = dict(spec.options)
         if record_trajectory and spec.kind in ITERATIVE:
             options["record_trajectory"] = True
-        dataset = None if spec.kind == "ood" else config.data.name
+        if spec.kind == "ood" and "dataset" not in options:
+            raise ConfigError(f"[sources.{spec.name}]: kind \"ood\" needs the out-of-distribution dataset, "
+                              f"e.g. dataset = \"mnist\"")
         try:
-            out[spec.name] = create_source(spec.kind, dataset=dataset, **options)
+            out[spec.name] = create_source(spec.kind, config.data.name, **options)
         except ConfigError:
             raise
         except ValueError as exc:  # LandscapeError from a source's constructor
@@ -141,6 +143,17 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
         config = replace(config, data=replace(config.data, n=n))
     dev = resolve_device(device or config.device)
     sources = build_sources(config)  # validate every source before any work
+    from ..checkpoints.describe import inspect_checkpoint
+    from .report import check_report_target
+
+    check_report_target(out_dir)  # and the output folder
+    for spec in config.models:  # and every model's file (read safely, nothing is built or run)
+        try:
+            problem = inspect_checkpoint(spec.checkpoint, family=spec.family, **spec.options).metadata.get("problem")
+        except LandscapeError as exc:
+            problem = str(exc)
+        if problem:
+            raise CheckpointError(f"model {spec.name!r}: {problem}")
     ds = load_dataset(config.data.name, config.data.split, root=config.data.root, download=config.data.download)
     if config.data.n is not None:
         ds = subset(ds, min(config.data.n, len(ds)), seed=config.seed)

@@ -19,7 +19,7 @@ from ..errors import CheckpointError, LandscapeError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["describe_architecture", "build_network", "count_values", "build_meta", "check_state"]
+__all__ = ["describe_architecture", "build_network", "count_values", "build_meta", "check_state", "safetensors_meta"]
 
 _FILLABLE = ("num_batches_tracked",)
 
@@ -40,6 +40,27 @@ def build_meta(arch: str, kwargs: dict, where: str) -> nn.Module:
             return create_model(arch, **kwargs)
     except LandscapeError as exc:
         raise CheckpointError(f"{where}: cannot build architecture {arch!r}: {exc}") from None
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def safetensors_meta(path, skip=()) -> dict:
+    """``{name: meta tensor}`` with the shape and dtype of every tensor of a safetensors file
+    (read from its header: no tensor data is read, nothing is allocated)."""
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(path), framework="pt") as fh:
+        for k in fh.keys():
+            if k in skip:
+                continue
+            sl = fh.get_slice(k)
+            out[k] = torch.empty(sl.get_shape(), dtype=_SAFETENSORS_DTYPES.get(sl.get_dtype(), torch.float32),
+                                 device="meta")
+    return out
 
 
 def count_values(net: nn.Module) -> tuple[int, int]:

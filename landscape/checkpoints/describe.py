@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from .build import build_meta, check_state, count_values, describe_architecture
+from .build import build_meta, check_state, count_values, describe_architecture, safetensors_meta
 from .detect import Options, plan_state_dict
 from .layout import Unwrapped, describe_keys, unwrap
 from .resolve import resolve_source
-from .safety import safe_torch_load, sniff_format
+from .safety import html_error, safe_torch_load, sniff_format
 
 __all__ = ["CheckpointInfo", "inspect_checkpoint"]
 
@@ -90,13 +90,10 @@ def inspect_checkpoint(source, family: str | None = None, **overrides) -> Checkp
             header = None
         if header is not None:
             return _inspect_native(info, path, header)
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            state = {k: fh.get_slice(k) for k in fh.keys()}
-            shapes = {k: torch.empty(v.get_shape(), device="meta") for k, v in state.items()}
-        return _inspect_state(info, path, Unwrapped(shapes), src.family, opts)
-    if info.format in ("empty", "html", "unknown") and path.suffix == ".safetensors":
+        return _inspect_state(info, path, Unwrapped(safetensors_meta(path)), src.family, opts)
+    if info.format == "html":
+        raise html_error(path)
+    if info.format in ("empty", "unknown") and path.suffix == ".safetensors":
         read_native_header(path)  # raises the native reader's error
     obj = safe_torch_load(path, mmap=True)
     return _inspect_state(info, path, unwrap(obj, str(path), opts.state_key), src.family, opts)
@@ -113,6 +110,20 @@ def _inspect_native(info: CheckpointInfo, path: Path, header: dict) -> Checkpoin
     info.metadata.update({k: header[k] for k in ("landscape_version", "created", "temperature") if k in header})
     net = build_meta(info.architecture, info.arch_kwargs, str(path))
     info.n_parameters, info.n_buffer_values = count_values(net)
+    from ..native import BUFFER_KEY, LABELS_KEY
+
+    tensors = safetensors_meta(path)
+    shapes = {k: v for k, v in tensors.items() if k not in (BUFFER_KEY, LABELS_KEY)}
+    if BUFFER_KEY in tensors:
+        info.replay_buffer = {"shape": list(tensors[BUFFER_KEY].shape),
+                              "dtype": str(tensors[BUFFER_KEY].dtype).replace("torch.", ""),
+                              "conditional": LABELS_KEY in tensors}
+    try:
+        check_state(net.state_dict(), shapes, str(path), describe_architecture(info.architecture, info.arch_kwargs))
+    except CheckpointError as exc:
+        # the header's count describes a network the file does not hold: do not report it as the file's
+        info.metadata["problem"] = str(exc)
+        info.n_parameters = info.n_buffer_values = None
     return info
 
 

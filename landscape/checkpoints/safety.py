@@ -30,9 +30,10 @@ from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["safe_torch_load", "sniff_format", "looks_like_html", "extra_safe_globals"]
+__all__ = ["safe_torch_load", "sniff_format", "looks_like_html", "html_error", "extra_safe_globals"]
 
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# torch < 2.6: "Unsupported global: GLOBAL os.system"; torch >= 2.6: "Trying to load unsupported GLOBAL posix.system"
+_UNSUPPORTED_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<script")
 
 
@@ -91,7 +92,7 @@ def sniff_format(path: str | os.PathLike) -> str:
     return "unknown"
 
 
-def _html_error(path: Path) -> CheckpointError:
+def html_error(path: Path) -> CheckpointError:
     return CheckpointError(
         f"{path} is an HTML page, not a checkpoint (a download link that returned a web page, as Google Drive "
         "and OneDrive do for large files, quotas or missing permissions); delete it and download the file by hand"
@@ -111,7 +112,7 @@ def safe_torch_load(path: str | os.PathLike, mmap: bool = False):
     if kind == "empty":
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy?")
     if kind == "html":
-        raise _html_error(path)
+        raise html_error(path)
     if kind == "unknown":
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: it starts with neither a zip nor a pickle header)"

@@ -78,6 +78,7 @@ def run_info(args) -> int:
     import json
 
     from ..checkpoints.describe import inspect_checkpoint
+    from ..errors import CheckpointError
 
     overrides = {k: v for k, v in (("model_dir", args.model_dir), ("dataset", args.dataset),
                                    ("threat_model", args.threat_model), ("architecture", args.architecture)) if v}
@@ -107,7 +108,7 @@ def run_info(args) -> int:
         lines.append(("input shape", " x ".join(map(str, info.input_shape))))
     if info.n_classes:
         lines.append(("classes", str(info.n_classes)))
-    if info.family not in (None, "robustbench", "native"):
+    if info.family not in (None, "robustbench"):
         if info.replay_buffer:
             b = info.replay_buffer
             rng = f", values in [{b['min']:.3f}, {b['max']:.3f}]" if "min" in b else ""
@@ -133,9 +134,9 @@ def run_info(args) -> int:
             lines.append(("download by hand", f"{reg['page']} (file {reg.get('filename', '')})"))
         if reg.get("sha256"):
             lines.append(("sha256", reg["sha256"]))
-    if problem:
-        lines.append(("PROBLEM", problem))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
+    if problem:  # described as far as possible, but the file cannot be loaded: exit 2 with the reason
+        raise CheckpointError(f"{info.source} cannot be loaded: {problem}")
     return 0

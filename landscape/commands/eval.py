@@ -51,14 +51,16 @@ def run(args) -> int:
     import json
     import math
     import sys
-    from pathlib import Path
 
     from ..errors import LandscapeError
     from ..evaluation import evaluate, format_table, parse_metrics
+    from ..utils import check_output_dir, check_output_file
 
     metrics = parse_metrics(args.metrics)  # validates before any model is loaded
-    if args.out and Path(args.out).suffix not in (".csv", ".json"):
-        raise LandscapeError(f"--out must end in .csv or .json, got {args.out!r}")
+    if args.out:
+        check_output_file(args.out, "--out", (".csv", ".json"))
+    if args.figures:
+        check_output_dir(args.figures, "--figures")
     for flag, value in (("--n", args.n), ("--n-attack", args.n_attack), ("--n-gen", args.n_gen),
                         ("--restarts", args.restarts), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:

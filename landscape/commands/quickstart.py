@@ -18,14 +18,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from ..errors import LandscapeError
     from ..quickstart import quick_landscape, summarise
-    from ..utils import write_table
+    from ..utils import check_output_file, write_table
 
-    if args.out and Path(args.out).suffix not in (".csv", ".parquet"):
-        raise LandscapeError(f"--out must end in .csv or .parquet, got {args.out!r}")
+    if args.out:
+        check_output_file(args.out, "--out", (".csv", ".parquet"))
     for name in ("n_train", "n", "epochs"):
         if getattr(args, name) < 1:
             raise LandscapeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

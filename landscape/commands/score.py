@@ -25,16 +25,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from ..data import load_dataset, subset
     from ..engine import score
     from ..errors import LandscapeError
     from ..loading import load_model
-    from ..utils import write_table
+    from ..utils import check_output_file, write_table
 
-    if args.out and Path(args.out).suffix not in (".csv", ".parquet"):
-        raise LandscapeError(f"--out must end in .parquet or .csv, got {args.out!r}")
+    if args.out:
+        check_output_file(args.out, "--out", (".parquet", ".csv"))
     if args.n is not None and args.n < 1:
         raise LandscapeError(f"--n must be >= 1, got {args.n}")
     model = load_model(args.model)

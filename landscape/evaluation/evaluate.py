@@ -56,7 +56,7 @@ from .._version import __version__
 from ..energy import EnergyModel
 from ..errors import LandscapeError
 from ..sources._common import check_int
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, check_output_dir, check_output_file
 from . import generation as G
 from .metrics import (ECE_BINS, calibration_bins, confidences, expected_calibration_error, plot_reliability_diagram,
                       softmax, wilson_interval)
@@ -201,8 +201,12 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
     n_gen = check_int("n_gen", n_gen, low=2)
     ece_bins = check_int("ece_bins", ece_bins, low=1)
     restarts = check_int("restarts", restarts, low=1)
-    if out is not None and Path(out).suffix not in (".csv", ".json"):
-        raise LandscapeError(f"out must end in .csv or .json, got {str(out)!r}")
+    # output locations are checked before any work (a folder named like the file, a
+    # read-only parent), so a long evaluation is never lost at the end
+    if out is not None:
+        check_output_file(out, "out", (".csv", ".json"))
+    if figures is not None:
+        check_output_dir(figures, "figures")
     named = _models(models)
     base = _data(data, split, root)
     eval_data = take(base, n, seed)

@@ -43,19 +43,29 @@ __all__ = [
 SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "replay": Replay, "noise": Noise, "ood": Dataset}
 
 
-def create_source(name: str, dataset: str | None = None, **kwargs) -> Source:
+def create_source(name: str, dataset: str | None = None, /, **kwargs) -> Source:
     """Build a source by its short name; ``pgd``/``autoattack`` take the radius of ``dataset`` from the defaults table.
 
-    ``create_source("pgd", "fashion-mnist", steps=20)``; ``create_source("ood", dataset="svhn")``
-    passes ``dataset`` on as the out-of-distribution dataset.
+    ``create_source("pgd", "fashion-mnist", steps=20)``. For ``ood`` a ``dataset=``
+    setting names the out-of-distribution dataset and wins over the positional one
+    (the dataset being analysed), so ``create_source("ood", "fashion-mnist",
+    dataset="mnist")`` (what a spec ``ood:dataset=mnist`` or a TOML source table
+    becomes) scores MNIST images; ``create_source("ood", "svhn")`` scores SVHN.
+    For every other source, ``dataset=`` is the same as the positional argument.
     """
     if name not in SOURCES:
         raise LandscapeError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
     cls = SOURCES[name]
+    if name == "ood":
+        if dataset is not None:
+            kwargs.setdefault("dataset", dataset)
+    elif "dataset" in kwargs:
+        given = kwargs.pop("dataset")
+        if dataset is not None and given != dataset:
+            raise LandscapeError(f"source {name!r} got two datasets, {dataset!r} and {given!r}")
+        dataset = given
     if name in ("pgd", "autoattack") and dataset is not None and "eps" not in kwargs:
         return cls.for_dataset(dataset, **kwargs)
-    if name == "ood" and dataset is not None:
-        kwargs.setdefault("dataset", dataset)
     try:
         return cls(**kwargs)
     except TypeError as exc:

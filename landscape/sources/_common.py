@@ -78,6 +78,18 @@ def check_batch(x, y=None, keys=None, *, need_y: bool = False):
     return x, y, keys
 
 
+def check_input_shape(model: nn.Module, x: torch.Tensor) -> None:
+    """``x`` must have the sample shape the model declares (``input_shape``), when it declares one.
+
+    For sources that use ``x`` only as a template (SGLD, replay): without this a
+    network with adaptive pooling would run on, and return, samples of any size.
+    """
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise LandscapeError(f"x must have shape N x {' x '.join(map(str, shape))} (the model's input shape), "
+                             f"got {tuple(x.shape)}")
+
+
 def check_labels(model: nn.Module, y: torch.Tensor | None) -> None:
     """Labels must lie in [0, n_classes) when the model declares ``n_classes`` (one small device sync)."""
     k = getattr(model, "n_classes", None)

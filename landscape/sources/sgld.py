@@ -8,7 +8,7 @@ import torch
 
 from ..energy import conditional_energy_from_logits, energy_from_logits
 from ..errors import LandscapeError
-from ._common import (attack_context, check_batch, check_labels, check_bool, check_choice, check_int, check_number,
+from ._common import (attack_context, check_batch, check_input_shape, check_labels, check_bool, check_choice, check_int, check_number,
                       logits_of, temperature_of, usable)
 from .base import Source, rand_like_keyed, randn_like_keyed
 from .buffer import ClassGaussians, ReplayBuffer
@@ -180,6 +180,7 @@ class SGLD(Source):
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor | None = None, keys: torch.Tensor | None = None,
                  seed: int = 0) -> torch.Tensor:
         x, y, keys = check_batch(x, y, keys, need_y=self.conditional or self.init == "gaussian")
+        check_input_shape(model, x)
         if self.conditional:
             check_labels(model, y)
         self._last_trajectory = None
@@ -200,6 +201,7 @@ class SGLD(Source):
         (if any) is neither read nor written.
         """
         x0, y, keys = check_batch(x0, y, keys, need_y=self.conditional)
+        check_input_shape(model, x0)
         if self.conditional:
             check_labels(model, y)
         self._last_trajectory = None

@@ -66,15 +66,19 @@ def save_train_state(path: str | os.PathLike, state: dict) -> Path:
     return path
 
 
-def load_train_state(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a training state with ``torch.load(weights_only=True)``."""
+def load_train_state(path: str | os.PathLike) -> dict:
+    """Read a training state onto the CPU with the safe loader (``torch.load(weights_only=True)``).
+
+    Errors are those of :func:`landscape.checkpoints.safety.safe_torch_load`: a file
+    that would import code is refused naming the import, never with advice to turn
+    the safe loader off.
+    """
+    from ..checkpoints.safety import safe_torch_load
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"training state {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"{path} could not be read as a training state ({type(exc).__name__}: {exc})") from exc
+    state = safe_torch_load(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a landscape training state (format {got!r}, expected {STATE_FORMAT!r})")

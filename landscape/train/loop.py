@@ -45,7 +45,7 @@ from ..models.registry import get_model_entry
 from ..native import save_model
 from ..precision import autocast
 from ..sources import PGD, SGLD, fit_class_gaussians
-from ..utils import atomic_write_text, progress, resolve_device
+from ..utils import atomic_write_text, check_output_dir, progress, resolve_device
 from .checkpoint import (BEST_FILE, MODEL_FILE, STATE_FILE, load_train_state, rng_state, save_train_state,
                          set_rng_state)
 from .config import TrainConfig
@@ -254,7 +254,7 @@ def fit(config: "TrainConfig | dict | None" = None, *, out_dir: str | os.PathLik
     Returns a :class:`TrainResult`. A run that diverges more than ``max_rollbacks``
     times stops with status ``"diverged"`` instead of raising.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "the run folder")  # before any work: a file there, a read-only parent
     state_path = out_dir / STATE_FILE
     saved = None
     if resume:
