@@ -48,8 +48,8 @@ from .utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["score", "COLUMNS", "PRECISIONS", "resolve_sources", "parse_source_spec",
-           "dataset_indices"]
+__all__ = ["score", "Scored", "collect", "KEEP", "selection", "Selection", "COLUMNS", "PRECISIONS",
+           "resolve_sources", "parse_source_spec", "dataset_indices", "default_model_name"]
 
 COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy", "conditional_energy"]
 
@@ -114,14 +114,30 @@ def resolve_sources(sources, dataset: str | None = None) -> dict[str, object]:
 
 # ----------------------------------------------------------------------------- data
 @dataclass
-class _Selection:
-    describe: Callable[[], dict]  # the selection's part of a cache key (computed only when caching)
-    indices: np.ndarray  # dataset index of each row (also the RNG key)
+class Selection:
+    """Data as a fixed list of samples: what every batch loop of the toolkit iterates.
+
+    ``indices`` are the samples' indices in their base dataset (the ``index`` column
+    of energy tables and the key of every keyed random draw); ``fetch(positions)``
+    returns the ``(x, y)`` tensors of those rows; ``cache_key()`` names the selection
+    in cache keys (computed only when a cache is used: it may hash the data).
+    """
+
+    indices: np.ndarray
     fetch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
-    dataset_name: str | None
+    cache_key: Callable[[], dict]
+    dataset: str | None = None
+    split: str | None = None
+    data: object = None
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def describe(self) -> str:
+        """``"fashion-mnist test"``, ``"tensors"`` or the Dataset's class name."""
+        if self.dataset:
+            return f"{self.dataset} {self.split}".strip() if self.split else self.dataset
+        return "tensors" if isinstance(self.data, tuple) else type(self.data).__name__
 
 
 def _as_index(pos: np.ndarray):
@@ -131,9 +147,12 @@ def _as_index(pos: np.ndarray):
     return torch.as_tensor(pos, dtype=torch.long)
 
 
-def _selection(data) -> _Selection:
+def selection(data) -> Selection:
+    """The :class:`Selection` of a Dataset (possibly nested ``Subset``s) or an ``(x, y)`` tuple of tensors."""
     from .data import to_tensors
 
+    if isinstance(data, Selection):
+        return data
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
         if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
@@ -141,9 +160,9 @@ def _selection(data) -> _Selection:
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise LandscapeError(f"labels y must be integer class indices (e.g. torch.int64), got dtype {y.dtype}; "
                                  "float labels are refused rather than truncated")
-        return _Selection(lambda: {"tensors": tensor_digest(x, y)}, np.arange(len(x)),
-                          lambda pos: (x[_as_index(pos)], y[_as_index(pos)].long()), None)
-    if not isinstance(data, Dataset):
+        return Selection(np.arange(len(x)), lambda pos: (x[_as_index(pos)], y[_as_index(pos)].long()),
+                         lambda: {"tensors": tensor_digest(x, y)}, None, None, (x, y))
+    if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
         raise LandscapeError(f"data must be a torch Dataset or a tuple (x, y) of tensors, got {type(data).__name__}")
     base, idx = data, np.arange(len(data))
     while isinstance(base, Subset):
@@ -151,19 +170,20 @@ def _selection(data) -> _Selection:
         base = base.dataset
     name = getattr(base, "name", None)
     if name:
-        def desc():
+        def key():
             return {"dataset": name, "split": getattr(base, "split", ""), "n_base": len(base),
                     "indices": tensor_digest(torch.as_tensor(idx, dtype=torch.int64))}
     else:  # an anonymous dataset: hash its content
-        def desc():
+        def key():
             return {"tensors": tensor_digest(*to_tensors(data))}
-    return _Selection(desc, idx, lambda pos: to_tensors(data, pos.tolist()), name)
+    return Selection(idx.astype(np.int64), lambda pos: to_tensors(data, pos.tolist()), key, name,
+                     getattr(base, "split", None), data)
 
 
 def dataset_indices(data) -> np.ndarray:
     """The dataset index of each item of ``data`` (through any ``Subset``s): the
     ``index`` column of energy tables and the key of every random draw."""
-    return _selection(data).indices
+    return selection(data).indices
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -188,11 +208,185 @@ def _gather(parts: dict[str, dict], world: int) -> dict[str, list[dict]]:
     return {name: [g[name] for g in gathered] for name in parts}
 
 
+# ----------------------------------------------------------------------------- the batch loop
+#: what :func:`collect` can keep besides the energy columns
+KEEP = ("logits", "samples", "trajectory", "features")
+
+
+def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Sequence[str] = (),
+            record_n: int | None = None, batch_size: int = 256, device=None, precision: str = "fp32",
+            channels_last: bool | None = None, seed: int = 0, checks: str = "off", distributed: bool | None = False,
+            progress_bar: bool | None = None, label: str = "", features: Callable | None = None,
+            positions: np.ndarray | None = None) -> dict[str, dict]:
+    """The toolkit's one batch loop: run every source on every batch of ``data`` and collect what it made.
+
+    Every model pass over data (``score``, the evaluation metrics, reports,
+    quickstart) goes through here, so device placement, precision and
+    channels-last, keyed randomness, input validation, checks and progress are
+    handled once.
+
+    Args:
+        model: an EnergyModel (moved to ``device`` and back; ``model.training`` restored).
+        data: a Dataset, an ``(x, y)`` tuple or a :class:`Selection`.
+        sources: ``{name: Source}`` (see :func:`resolve_sources`).
+        keep: besides the energy columns, keep ``"logits"`` (float32 ``N x K``),
+            ``"samples"`` (float32 ``N x C x H x W``), ``"trajectory"`` (the energy
+            after every step of an iterative source, ``N x (steps + 1)``; None for
+            other sources) and ``"features"`` (``features(model, samples, logits)``, called
+            right after the forward pass of each batch: e.g. what a forward hook caught).
+        record_n: keep samples, trajectories and features only for the first
+            ``record_n`` rows of the data (default: all rows).
+        positions: score only these rows of the data (default: all; the keys, and so
+            every random draw, stay those of the full data).
+        checks: as :func:`score` (default ``"off"``).
+        distributed: as :func:`score` (default ``False``: this process scores everything).
+
+    Returns:
+        ``{source name: {"index", "label", "prediction", "energy",
+        "conditional_energy": numpy arrays, plus each kept output}}``, rows in
+        data order.
+    """
+    unknown = sorted(set(keep) - set(KEEP))
+    if unknown:
+        raise LandscapeError(f"keep must be out of {', '.join(KEEP)}, got {unknown}")
+    if "features" in keep and features is None:
+        raise LandscapeError("keep=('features',) needs features=callable(model, samples, logits) -> N x D tensor")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LandscapeError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if precision not in PRECISIONS:
+        raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = resolve_device(device)
+    if channels_last is None:
+        channels_last = precision == "bf16"
+    sel = selection(data)
+    rank, world = _dist_info(distributed)
+    everything = np.arange(len(sel)) if positions is None else np.asarray(positions, dtype=np.int64)
+    mine = np.array_split(everything, world)[rank]
+    limit = len(sel) if record_n is None else int(record_n)
+    needs_grad = any(getattr(s, "needs_grad", False) for s in sources.values())
+    acc: dict[str, dict[str, list]] = {s: {k: [] for k in ("index", "label", "prediction", "energy",
+                                                          "conditional_energy", *keep)} for s in sources}
+
+    original_device = next(iter(model.parameters()), torch.empty(0)).device
+    fmt_changed, check_inputs = False, model.check_inputs
+    # Every clean batch is validated once below; sources return [0, 1] samples by
+    # contract, so the per-call input check is switched off while scoring.
+    model.check_inputs = False
+    model.to(device)
+    if channels_last and device.type in ("cpu", "cuda"):
+        model.to(memory_format=torch.channels_last)
+        fmt_changed = True
+    flags = {s: getattr(src, "record_trajectory", None) for s, src in sources.items()}
+    try:
+        with eval_mode(model):
+            first = True
+            for start in progress(range(0, len(mine), batch_size), enabled=progress_bar, desc=f"scoring {label}".strip(),
+                                  unit="batch"):
+                pos = mine[start:start + batch_size]
+                x, y = sel.fetch(pos)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                model.validate_input(x)
+                keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
+                if first:
+                    with autocast(device, precision):
+                        run_checks(model, x, needs_grad, checks)
+                    first = False
+                take = pos < limit  # rows whose samples / trajectories are kept
+                for sname, src in sources.items():
+                    traj_wanted = "trajectory" in keep and flags[sname] is not None and bool(take.any())
+                    if flags[sname] is not None:
+                        src.record_trajectory = bool(flags[sname] or traj_wanted)
+                    with autocast(device, precision):
+                        samples = make_samples(src, model, x, y, keys=keys, seed=seed)
+                        with torch.no_grad():
+                            out = model.energies(samples, y)
+                            feats = features(model, samples, out["logits"]) if "features" in keep else None
+                    check_finite(out["energy"], f"energies of source {sname!r}")
+                    rec = acc[sname]
+                    rec["index"].append(sel.indices[pos])
+                    rec["label"].append(y.cpu().numpy())
+                    rec["prediction"].append(out["logits"].argmax(1).cpu().numpy())
+                    rec["energy"].append(out["energy"].float().cpu().numpy())
+                    rec["conditional_energy"].append(out["conditional_energy"].float().cpu().numpy())
+                    if "logits" in keep:
+                        rec["logits"].append(out["logits"].detach().float().cpu())
+                    if not take.any():
+                        continue
+                    mask = torch.as_tensor(take)
+                    if "samples" in keep:
+                        rec["samples"].append(samples.detach().float().cpu()[mask].contiguous())
+                    if "features" in keep:
+                        rec["features"].append(feats.detach().float().cpu()[mask])
+                    if traj_wanted:
+                        traj = getattr(src, "last_trajectory", None)
+                        if traj is not None:
+                            rec["trajectory"].append(traj.detach().float().cpu()[mask])
+    finally:
+        for sname, flag in flags.items():
+            if flag is not None:
+                sources[sname].record_trajectory = flag
+        model.check_inputs = check_inputs
+        if fmt_changed:
+            model.to(memory_format=torch.contiguous_format)
+        model.to(original_device)
+
+    parts = {}
+    for sname, rec in acc.items():
+        part = {
+            "index": np.concatenate(rec["index"]).astype(np.int64) if rec["index"] else np.zeros(0, np.int64),
+            "label": np.concatenate(rec["label"]).astype(np.int64) if rec["label"] else np.zeros(0, np.int64),
+            "prediction": np.concatenate(rec["prediction"]).astype(np.int64) if rec["prediction"] else np.zeros(0, np.int64),
+            "energy": np.concatenate(rec["energy"]).astype(np.float64) if rec["energy"] else np.zeros(0),
+            "conditional_energy": (np.concatenate(rec["conditional_energy"]).astype(np.float64)
+                                   if rec["conditional_energy"] else np.zeros(0)),
+        }
+        for k in keep:
+            part[k] = torch.cat(rec[k]) if rec[k] else None
+        parts[sname] = part
+    if world > 1:
+        gathered = _gather(parts, world)
+        merged = {}
+        for sname, pieces in gathered.items():
+            merged[sname] = {k: np.concatenate([p[k] for p in pieces]) for k in
+                             ("index", "label", "prediction", "energy", "conditional_energy")}
+            for k in keep:
+                got = [p[k] for p in pieces if p[k] is not None]
+                merged[sname][k] = torch.cat(got) if got else None
+        parts = merged
+    return parts
+
+
 # ----------------------------------------------------------------------------- score
+def default_model_name(model) -> str:
+    """A model's name in tables: ``metadata["name"]``, else its file's stem, else the network's class."""
+    meta = getattr(model, "metadata", {}) or {}
+    if meta.get("name"):
+        return str(meta["name"])
+    if "source" in meta:
+        return os.path.splitext(os.path.basename(str(meta["source"])))[0]
+    return type(getattr(model, "net", model)).__name__
+
+
+@dataclass
+class Scored:
+    """What :func:`score` returns when asked to ``record``: the energy table, and for
+    the first ``record_n`` samples the samples each source made and the energy after
+    every step of each iterative source (``{source: tensor}``, float32 on the CPU;
+    ``trajectories`` holds only the sources that have steps)."""
+
+    table: pd.DataFrame
+    samples: dict
+    trajectories: dict
+    indices: np.ndarray
+
+
 def score(model, data, sources="clean", *, model_name: str | None = None, batch_size: int = 256,
           device=None, precision: str = "fp32", channels_last: bool | None = None, seed: int = 0,
           cache: bool | str | os.PathLike | EnergyCache = False, checks: str = "error",
-          distributed: bool | None = None, progress_bar: bool | None = None) -> pd.DataFrame:
+          distributed: bool | None = None, progress_bar: bool | None = None,
+          record: Sequence[str] = (), record_n: int = 128) -> "pd.DataFrame | Scored":
     """Score the energies of the samples each source makes from ``data``.
 
     Args:
@@ -209,9 +403,15 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
         cache: ``False``, ``True`` (``$LANDSCAPE_HOME/cache/energies``), a folder, or an EnergyCache.
         checks: ``"error"``, ``"warn"`` or ``"off"`` (see :mod:`landscape.checks`).
         distributed: ``None`` shards when a process group is initialised; ``False`` never.
+        record: ``("samples", "trajectory")`` or either: also return, for the first
+            ``record_n`` samples, the samples each source made and the energies along
+            the steps of PGD and SGLD, from the same run that scored them (a source
+            whose table came from the cache is rerun on those ``record_n`` samples
+            only; keyed randomness makes that the same computation).
 
     Returns:
-        a DataFrame with columns :data:`COLUMNS`, ordered by source then data order.
+        a DataFrame with columns :data:`COLUMNS`, ordered by source then data order;
+        with ``record``, a :class:`Scored` holding it.
     """
     if not isinstance(model, EnergyModel):
         from .loading import load_model
@@ -222,26 +422,28 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise LandscapeError(f"seed must be an integer, got {seed!r}")
     seed = int(seed)
+    record = tuple(record)
+    if set(record) - {"samples", "trajectory"}:
+        raise LandscapeError(f"record must be out of 'samples', 'trajectory', got {list(record)}")
     dev = resolve_device(device)
     if precision not in PRECISIONS:
         raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if channels_last is None:
         channels_last = precision == "bf16"
-    sel = _selection(data)
+    sel = selection(data)
     if len(sel) == 0:
         raise LandscapeError("data is empty: nothing to score")
-    srcs = resolve_sources(sources, dataset=sel.dataset_name or model.metadata.get("dataset"))
-    name = model_name or model.metadata.get("name") or (
-        os.path.splitext(os.path.basename(str(model.metadata["source"])))[0] if "source" in model.metadata
-        else type(model.net).__name__)
-    rank, world = _dist_info(distributed)
+    srcs = resolve_sources(sources, dataset=sel.dataset or model.metadata.get("dataset"))
+    name = model_name or default_model_name(model)
+    common = dict(batch_size=batch_size, device=dev, precision=precision, channels_last=channels_last, seed=seed,
+                  progress_bar=progress_bar, label=name)
 
     store = None
     if cache is not False and cache is not None:
         store = cache if isinstance(cache, EnergyCache) else EnergyCache(None if cache is True else cache)
     keys, tables = {}, {}
     if store is not None:
-        base_key = {"model": model_fingerprint(model), "data": sel.describe(), "precision": precision,
+        base_key = {"model": model_fingerprint(model), "data": sel.cache_key(), "precision": precision,
                     "channels_last": bool(channels_last), "seed": int(seed), "version": __version__}
         for sname, src in srcs.items():
             if getattr(src, "stateful", False):
@@ -251,23 +453,35 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
             if hit is not None:
                 tables[sname] = hit.assign(model=name, source=sname)
     todo = {k: v for k, v in srcs.items() if k not in tables}
-
+    rank = _dist_info(distributed)[0]
+    parts = {}
     if todo:
-        computed = _score_sources(model, sel, todo, batch_size=batch_size, device=dev, precision=precision,
-                                  channels_last=channels_last, seed=seed, checks=checks, rank=rank, world=world,
-                                  progress_bar=progress_bar, label=name)
-        for sname, part in computed.items():
-            table = pd.DataFrame(part)
+        parts = collect(model, sel, todo, keep=record, record_n=record_n, checks=checks, distributed=distributed,
+                        **common)
+        for sname, part in parts.items():
+            table = pd.DataFrame({k: part[k] for k in ("index", "label", "prediction", "energy",
+                                                       "conditional_energy")})
+            table.insert(3, "correct", table["prediction"].to_numpy() == table["label"].to_numpy())
             table.insert(0, "source", sname)
             table.insert(0, "model", name)
             tables[sname] = table[COLUMNS]
             if store is not None and rank == 0 and sname in keys:
                 store.put(keys[sname], tables[sname])
-    out = pd.concat([tables[s] for s in srcs], ignore_index=True)
-    return out[COLUMNS]
+    out = pd.concat([tables[s] for s in srcs], ignore_index=True)[COLUMNS]
+    if not record:
+        return out
+    cached = {k: v for k, v in srcs.items() if k not in parts}
+    if cached:  # rerun only the recorded rows of the sources that came from the cache
+        n_rec = min(int(record_n), len(sel))
+        parts.update(collect(model, sel, cached, keep=record, record_n=n_rec, positions=np.arange(n_rec),
+                             distributed=False, **common))
+    samples = {s: parts[s]["samples"] for s in srcs if "samples" in record and parts[s].get("samples") is not None}
+    trajectories = {s: parts[s]["trajectory"] for s in srcs
+                    if "trajectory" in record and parts[s].get("trajectory") is not None}
+    return Scored(out, samples, trajectories, sel.indices[: min(int(record_n), len(sel))])
 
 
-def _table_problem(table: pd.DataFrame, sel: _Selection) -> str | None:
+def _table_problem(table: pd.DataFrame, sel: Selection) -> str | None:
     """Why a cached energy table cannot be the table of ``sel`` (None when it can)."""
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
@@ -285,69 +499,3 @@ def _table_problem(table: pd.DataFrame, sel: _Selection) -> str | None:
     if not np.array_equal(table["index"].to_numpy(), sel.indices):
         return "its sample indices differ from the data's"
     return None
-
-
-def _score_sources(model: EnergyModel, sel: _Selection, srcs: dict, *, batch_size, device, precision,
-                   channels_last, seed, checks, rank, world, progress_bar, label) -> dict[str, dict]:
-    positions = np.array_split(np.arange(len(sel)), world)[rank]
-    needs_grad = any(getattr(s, "needs_grad", False) for s in srcs.values())
-    acc = {s: {"index": [], "label": [], "prediction": [], "energy": [], "conditional_energy": []} for s in srcs}
-
-    original_device = next(iter(model.parameters()), torch.empty(0)).device
-    fmt_changed, check_inputs = False, model.check_inputs
-    # Every clean batch is validated once below; sources return [0, 1] samples by
-    # contract, so the per-call input check is switched off while scoring.
-    model.check_inputs = False
-    model.to(device)
-    if channels_last and device.type in ("cpu", "cuda"):
-        model.to(memory_format=torch.channels_last)
-        fmt_changed = True
-    try:
-        with eval_mode(model):
-            batches = range(0, len(positions), batch_size)
-            first = True
-            for start in progress(batches, enabled=progress_bar, desc=f"scoring {label}", unit="batch"):
-                pos = positions[start:start + batch_size]
-                x, y = sel.fetch(pos)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                model.validate_input(x)
-                keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
-                if first:
-                    with autocast(device, precision):
-                        run_checks(model, x, needs_grad, checks)
-                    first = False
-                for sname, src in srcs.items():
-                    with autocast(device, precision):
-                        samples = make_samples(src, model, x, y, keys=keys, seed=seed)
-                        with torch.no_grad():
-                            out = model.energies(samples, y)
-                    check_finite(out["energy"], f"energies of source {sname!r}")
-                    rec = acc[sname]
-                    rec["index"].append(sel.indices[pos])
-                    rec["label"].append(y.cpu().numpy())
-                    rec["prediction"].append(out["logits"].argmax(1).cpu().numpy())
-                    rec["energy"].append(out["energy"].cpu().numpy())
-                    rec["conditional_energy"].append(out["conditional_energy"].cpu().numpy())
-    finally:
-        model.check_inputs = check_inputs
-        if fmt_changed:
-            model.to(memory_format=torch.contiguous_format)
-        model.to(original_device)
-
-    parts = {}
-    for sname, rec in acc.items():
-        cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in rec.items()}
-        parts[sname] = {
-            "index": cat["index"].astype(np.int64),
-            "label": cat["label"].astype(np.int64),
-            "prediction": cat["prediction"].astype(np.int64),
-            "correct": cat["prediction"].astype(np.int64) == cat["label"].astype(np.int64),
-            "energy": cat["energy"].astype(np.float64),
-            "conditional_energy": cat["conditional_energy"].astype(np.float64),
-        }
-    if world > 1:
-        gathered = _gather(parts, world)
-        parts = {s: {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} for s, pieces in gathered.items()}
-    return parts

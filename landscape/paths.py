@@ -1,4 +1,11 @@
-"""Where the project's own files are: analyses/, checkpoints/ (beside the package)."""
+"""Where the project's own files are: the bundled analyses and checkpoints, found one way.
+
+In a source checkout or an editable install they are the repository's ``analyses/``
+and ``checkpoints/`` folders (beside the package); a wheel carries copies of them as
+package data under ``landscape/_bundled/`` (see pyproject.toml), so a non-editable
+``pip install`` finds them there. Every module that needs one of these files asks
+this one.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,23 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ANALYSES_DIR = PROJECT_ROOT / "analyses"
-CHECKPOINTS_DIR = PROJECT_ROOT / "checkpoints"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: the repository, when the package is imported from a checkout (else None)
+PROJECT_ROOT: Path | None = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
+_BUNDLED = PACKAGE_DIR / "_bundled"
+
+
+def bundled_dir(name: str) -> Path:
+    """The folder ``analyses`` or ``checkpoints``: the checkout's, else the installed package's copy."""
+    if name not in ("analyses", "checkpoints"):
+        raise ValueError(f"bundled folders are 'analyses' and 'checkpoints', got {name!r}")
+    if PROJECT_ROOT is not None and (PROJECT_ROOT / name).is_dir():
+        return PROJECT_ROOT / name
+    return _BUNDLED / name
+
+
+ANALYSES_DIR = bundled_dir("analyses")
+CHECKPOINTS_DIR = bundled_dir("checkpoints")
 
 
 def analysis_path(name_or_path: str | os.PathLike) -> Path:

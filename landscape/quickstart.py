@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
 
 from .data import dataset_info, load_dataset, subset, to_tensors
-from .energy import EnergyModel, eval_mode
+from .energy import EnergyModel
+from .engine import score
 from .models import create_model
 from .precision import autocast
+from .sources import Clean, Noise, UniformImages
 from .utils import progress, seed_everything
 
 log = logging.getLogger(__name__)
@@ -64,28 +65,11 @@ def quick_landscape(dataset: str = "fashion-mnist", n_train: int = 20000, n_test
         opt.step()
     model.eval()
 
-    sources = {
-        "clean": xte,
-        f"gaussian-noise(sigma={noise_sigma:g})": (xte + noise_sigma * torch.randn(xte.shape, generator=g)).clamp(0, 1),
-        "uniform-noise": torch.rand(xte.shape, generator=g),
-    }
-    rows = []
-    with eval_mode(model), torch.no_grad():
-        for name, x in sources.items():
-            for start in range(0, len(x), 500):
-                xb, yb = x[start:start + 500], yte[start:start + 500]
-                out = model.energies(xb, yb)
-                pred = out["logits"].argmax(1)
-                rows.append(pd.DataFrame({
-                    "source": name,
-                    "index": np.arange(start, start + len(xb)),
-                    "label": yb.numpy(),
-                    "prediction": pred.numpy(),
-                    "correct": (pred == yb).numpy(),
-                    "energy": out["energy"].numpy(),
-                    "conditional_energy": out["conditional_energy"].numpy(),
-                }))
-    table = pd.concat(rows, ignore_index=True)
+    # scored by the engine's batch loop; the noise is keyed by test index like every source's
+    sources = {"clean": Clean(), f"gaussian-noise(sigma={noise_sigma:g})": Noise(noise_sigma),
+               "uniform-noise": UniformImages()}
+    table = score(model, test, sources, batch_size=500, device="cpu", seed=seed, checks="off",
+                  progress_bar=progress_bar).drop(columns="model")
     log.info("scored %d rows from %d sources", len(table), len(sources))
     return model, table
 

@@ -61,3 +61,37 @@ def test_demo_on_a_small_subset_writes_every_output(tmp_path, monkeypatch, capsy
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.tables >= 4
     assert json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
+    """A non-editable install (the wheel's files only, run from another folder) finds its
+    bundled analyses and checkpoints as package data."""
+    import os
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path / "dist"), str(root)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("landscape-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for needed in ("landscape/_bundled/analyses/fmnist-demo.toml", "landscape/_bundled/checkpoints/manifest.toml",
+                   "landscape/_bundled/checkpoints/fmnist/ebjdat.safetensors", "landscape/train/recipes/fmnist-jem.toml"):
+        assert needed in names, needed
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what pip does for a pure-Python wheel, minus the scripts
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(site), LANDSCAPE_PROGRESS="0", LANDSCAPE_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("import landscape, landscape.paths as p, sys; "
+            "assert landscape.__file__.startswith(sys.argv[1]), landscape.__file__; "
+            "assert p.PROJECT_ROOT is None and str(p.ANALYSES_DIR).startswith(sys.argv[1]); "
+            "sys.argv = ['landscape', 'demo', '--n', '40', '--out', 'demo']; "
+            "from landscape.cli import main; sys.exit(main())")
+    r = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, env=env, cwd=work,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (work / "demo" / "index.html").is_file() and "report written to" in r.stdout

@@ -69,7 +69,7 @@ def test_ood_specs():
     assert isinstance(ood_source("digits:split=train")[1], DatasetSource)
     with pytest.raises(LandscapeError, match="unknown dataset"):
         ood_source("imagenette")
-    with pytest.raises(LandscapeError, match="got bad settings"):
+    with pytest.raises(LandscapeError, match="has no setting 'mu'; its settings are: sigma"):
         ood_source("gaussian:mu=2")
 
 

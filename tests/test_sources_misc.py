@@ -12,7 +12,7 @@ from landscape.energy import EnergyModel
 from landscape.errors import LandscapeError
 from landscape.models import create_model
 from landscape.rng import keyed_normal
-from landscape.sources import (ATTACK_DEFAULTS, PGD, SGLD, SOURCES, AutoAttack, Clean, Dataset, Noise, OODDataset,
+from landscape.sources import (ATTACK_DEFAULTS, UniformImages, PGD, SGLD, SOURCES, AutoAttack, Clean, Dataset, Noise, OODDataset,
                                ReplayBuffer, Source, attack_defaults, create_source, fit_class_gaussians, match_shape)
 from landscape.sources.noise import STREAM as NOISE_STREAM
 
@@ -233,5 +233,8 @@ def test_create_source():
     assert isinstance(create_source("sgld", steps=3), SGLD)
     with pytest.raises(LandscapeError, match="unknown source 'fgsm'; known: clean, pgd"):
         create_source("fgsm")
-    with pytest.raises(LandscapeError, match="source 'noise' got bad arguments"):
+    with pytest.raises(LandscapeError, match="source 'noise' has no setting 'eps'; its settings are: sigma"):
         create_source("noise", eps=3)
+    with pytest.raises(LandscapeError, match="source 'pgd' has no setting 'stpes'; its settings are: norm, eps"):
+        create_source("pgd", "fashion-mnist", stpes=3)
+    assert isinstance(create_source("uniform"), UniformImages) and create_source("gaussian", sigma=0.3).sigma == 0.3

@@ -63,33 +63,29 @@ def applies(source, model) -> bool:
     return not isinstance(source, Replay) or getattr(model, "replay_buffer", None) is not None
 
 
-def _follow(model, name: str, config: AnalysisConfig, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
-            device) -> tuple[list[pd.DataFrame], tuple[str, torch.Tensor] | None]:
-    """Energies along the PGD/SGLD steps of the first ``config.trajectories``
-    samples, and the first ``config.samples`` generated samples (for the grid):
-    ``(what, images)`` from the replay buffer when a ``replay`` source applies, else SGLD."""
+def _records(scored, name: str, config: AnalysisConfig, applied: dict) -> tuple[list[pd.DataFrame], tuple | None]:
+    """Trajectory frames of the iterative sources and the sample grid, from what the
+    engine recorded while scoring (``scored``: a :class:`landscape.engine.Scored`):
+    energies along the PGD/SGLD steps of the first ``config.trajectories`` samples, and
+    the first ``config.samples`` generated samples as ``(what, images)``, from the
+    replay buffer when a ``replay`` source applies, else from SGLD."""
     from .stats import trajectory_frame
 
     frames, grid = [], None
-    sources = build_sources(config, record_trajectory=True)
-    x, y, keys = x.to(device), y.to(device), keys.to(device)
-    with eval_mode(model):
-        for sname, spec in zip(sources, config.sources):
-            src = sources[sname]
-            if spec.kind == "replay" and applies(src, model) and config.samples:
-                with autocast(device, config.precision):
-                    out = src(model, x, y, keys=keys, seed=config.seed)
-                grid = (f"replay-buffer samples ({sname})", out[: config.samples].detach().float().cpu())
-                continue
-            if spec.kind not in ITERATIVE or getattr(src, "stateful", False):
-                continue
-            with autocast(device, config.precision):
-                out = src(model, x, y, keys=keys, seed=config.seed)
-            if config.trajectories and src.last_trajectory is not None:
-                frames.append(trajectory_frame(src.last_trajectory[: config.trajectories], name, sname))
-            if spec.kind == "sgld" and grid is None and config.samples:  # a later replay grid replaces it
-                grid = (f"SGLD samples ({sname}: {src.steps} steps from {src.init} init)",
-                        out[: config.samples].detach().float().cpu())
+    for spec in config.sources:
+        sname = spec.name
+        if sname not in applied:
+            continue
+        src = applied[sname]
+        if config.trajectories and spec.kind in ITERATIVE and sname in scored.trajectories:
+            frames.append(trajectory_frame(scored.trajectories[sname][: config.trajectories], name, sname))
+        if not config.samples or sname not in scored.samples:
+            continue
+        if spec.kind == "replay":
+            grid = (f"replay-buffer samples ({sname})", scored.samples[sname][: config.samples])
+        elif spec.kind == "sgld" and grid is None:  # a replay grid, when there is one, replaces it
+            grid = (f"SGLD samples ({sname}: {src.steps} steps from {src.init} init)",
+                    scored.samples[sname][: config.samples])
     return frames, grid
 
 
@@ -168,15 +164,18 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
         mine = {k: s for k, s in sources.items() if applies(s, model)}
         for k in sources.keys() - mine.keys():
             log.info("model %s has no replay buffer: source %r skipped", spec.name, k)
-        tables.append(score(model, ds, mine, model_name=spec.name, batch_size=config.batch_size, device=dev,
-                            precision=config.precision, seed=config.seed, cache=config.cache,
-                            progress_bar=progress_bar))
+        # one run per source: the engine records the trajectories and samples the figures need
+        scored = score(model, ds, mine, model_name=spec.name, batch_size=config.batch_size, device=dev,
+                       precision=config.precision, seed=config.seed, cache=config.cache, progress_bar=progress_bar,
+                       record=("samples", "trajectory") if n_follow else (), record_n=max(n_follow, 1))
         if n_follow:
-            x, y = to_tensors(ds, follow_pos)
-            frames, grid = _follow(model, spec.name, config, x, y, follow_keys, dev)
+            tables.append(scored.table)
+            frames, grid = _records(scored, spec.name, config, mine)
             traj_frames += frames
             if grid is not None:
                 samples[spec.name] = grid
+        else:
+            tables.append(scored)
         if config.sensitivity_steps and config.trajectories:
             m = min(config.trajectories, len(ds))
             x, y = to_tensors(ds, list(range(m)))

@@ -81,7 +81,9 @@ def manifest_path() -> Path:
     env = os.environ.get("LANDSCAPE_MANIFEST")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "checkpoints" / "manifest.toml"
+    from ..paths import CHECKPOINTS_DIR
+
+    return CHECKPOINTS_DIR / "manifest.toml"
 
 
 def _entry(raw: dict, where: str) -> ManifestEntry:

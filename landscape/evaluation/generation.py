@@ -40,6 +40,7 @@ from torch import nn
 
 from ..energy import EnergyModel
 from ..errors import LandscapeError
+from ..paths import CHECKPOINTS_DIR
 from ..sources import SGLD as SGLDSource  # noqa: F401 - also used by evaluate.py
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,8 @@ INCEPTION_ENV = "LANDSCAPE_INCEPTION_WEIGHTS"
 #: the label every table uses for the offline distance
 FD_LABEL = "FD (reference-classifier features), not FID"
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 #: dataset -> bundled reference classifier for the offline FD
-REFERENCE_CLASSIFIERS = {"fashion-mnist": _REPO_ROOT / "checkpoints" / "fmnist" / "standard.safetensors"}
+REFERENCE_CLASSIFIERS = {"fashion-mnist": CHECKPOINTS_DIR / "fmnist" / "standard.safetensors"}
 
 
 # ============================================================================ features
@@ -99,8 +99,8 @@ def penultimate_features(model: EnergyModel, x, *, layer: str | None = None, bat
     JEM's ``energy_output`` is never called and so never picked). ``layer=`` names
     another submodule whose (flattened) input to take instead.
     """
-    from ..precision import autocast
-    from ._common import iterate, on_device, selection
+    from ..engine import collect
+    from ..sources import Clean
 
     if not isinstance(model, EnergyModel):
         raise LandscapeError(f"the feature model must be an EnergyModel (see landscape.load_model), got {type(model).__name__}")
@@ -108,27 +108,30 @@ def penultimate_features(model: EnergyModel, x, *, layer: str | None = None, bat
         data = (x, torch.zeros(len(x), dtype=torch.long))
     else:
         data = x
-    sel = selection(data)
-    feats = []
     hook = _LastLinearInput(model.net, layer)
+
+    def pick(model, samples, logits):
+        try:
+            if layer is not None:
+                picked = hook.calls[-1][0] if hook.calls else None
+            else:
+                k = logits.shape[-1]
+                picked = next((inp for inp, width in reversed(hook.calls)
+                               if width == k and inp.shape[0] == len(samples)), None)
+            if picked is None:
+                raise LandscapeError("could not find the classifier's last Linear layer in the network "
+                                     "(pass layer= the name of the submodule whose input are the features)")
+            return picked.flatten(1)
+        finally:
+            hook.calls.clear()
+
     try:
-        with on_device(model, device) as dev, torch.no_grad():
-            for xb, _, _ in iterate(sel, batch_size, dev, desc="features", progress_bar=progress_bar):
-                hook.calls.clear()
-                with autocast(dev, precision):
-                    logits = model.logits(xb)
-                if layer is not None:
-                    picked = hook.calls[-1][0] if hook.calls else None
-                else:
-                    k = logits.shape[-1]
-                    picked = next((inp for inp, width in reversed(hook.calls) if width == k and inp.shape[0] == len(xb)), None)
-                if picked is None:
-                    raise LandscapeError("could not find the classifier's last Linear layer in the network "
-                                         "(pass layer= the name of the submodule whose input are the features)")
-                feats.append(picked.float().flatten(1).cpu())
+        part = collect(model, data, {"features": Clean()}, keep=("features",), features=pick, batch_size=batch_size,
+                       device=device, precision=precision, channels_last=False, progress_bar=progress_bar,
+                       label="features")["features"]
     finally:
         hook.close()
-    return torch.cat(feats)
+    return part["features"]
 
 
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:

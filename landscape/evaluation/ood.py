@@ -30,7 +30,6 @@ so the result does not depend on the batch size.
 
 from __future__ import annotations
 
-import ast
 import logging
 
 import numpy as np
@@ -39,10 +38,8 @@ from scipy.stats import rankdata
 
 from ..energy import energy_from_logits
 from ..errors import LandscapeError
-from ..sources import Dataset as DatasetSource
-from ..sources import Source
-from ..sources._common import check_batch, check_number
-from ..sources.base import rand_like_keyed, randn_like_keyed
+from ..sources._common import check_number
+from ..sources import GaussianImages, Source, UniformImages
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +48,6 @@ __all__ = ["SCORES", "GaussianImages", "UniformImages", "ood_source", "auroc", "
 #: the OOD scores, higher = more in-distribution
 SCORES = ("energy", "msp")
 
-#: keyed-RNG streams of the noise images (distinct from the sources' streams)
-_STREAM_GAUSS = 3 << 20
-_STREAM_UNIFORM = (3 << 20) + 1
-
-
-class GaussianImages(Source):
-    """Images of i.i.d. Gaussian pixels ``clamp(0.5 + sigma * N(0, 1), 0, 1)``, one per row of ``x`` (whose pixels are not used)."""
-
-    name = "gaussian"
-    needs_grad = False
-
-    def __init__(self, sigma: float = 1.0):
-        self.sigma = check_number("sigma", sigma, low=0.0, low_open=True)
-
-    def __call__(self, model, x, y=None, keys=None, seed: int = 0) -> torch.Tensor:
-        x, _, keys = check_batch(x, y, keys)
-        n = randn_like_keyed(x, keys, seed, stream=_STREAM_GAUSS).to(device=x.device, dtype=torch.float32)
-        return (0.5 + self.sigma * n).clamp_(0.0, 1.0)
-
-
-class UniformImages(Source):
-    """Images of i.i.d. ``U[0, 1]`` pixels, one per row of ``x`` (whose pixels are not used)."""
-
-    name = "uniform"
-    needs_grad = False
-
-    def __call__(self, model, x, y=None, keys=None, seed: int = 0) -> torch.Tensor:
-        x, _, keys = check_batch(x, y, keys)
-        return rand_like_keyed(x, keys, seed, stream=_STREAM_UNIFORM).to(device=x.device, dtype=torch.float32)
-
-
 def ood_source(spec) -> tuple[str, Source]:
     """``(label, source)`` for ``"gaussian"``, ``"gaussian:sigma=0.3"``, ``"uniform"``, a dataset name
     (``"mnist"``, ``"svhn:split=train"``) or a Source object."""
@@ -89,24 +55,12 @@ def ood_source(spec) -> tuple[str, Source]:
         return getattr(spec, "name", type(spec).__name__), spec
     if not isinstance(spec, str) or not spec.strip():
         raise LandscapeError(f"an OOD set must be a dataset name, 'gaussian', 'uniform' or a Source, got {spec!r}")
-    name, *pairs = [p.strip() for p in spec.split(":")]
-    kwargs = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise LandscapeError(f"OOD settings must look like name:key=value, got {spec!r}")
-        try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            kwargs[key.strip()] = value.strip()
-    try:
-        if name == "gaussian":
-            return spec, GaussianImages(**kwargs)
-        if name == "uniform":
-            return spec, UniformImages(**kwargs)
-        return spec, DatasetSource(name, **kwargs)
-    except TypeError as exc:
-        raise LandscapeError(f"OOD set {spec!r} got bad settings {sorted(kwargs)}: {exc}") from None
+    from ..engine import parse_source_spec
+
+    name = spec.split(":", 1)[0].strip()
+    # one spec parser for every source: "gaussian:sigma=0.3", "uniform", or a dataset
+    # name, which is the ood source "ood:dataset=NAME:..."
+    return spec, parse_source_spec(spec if name in ("gaussian", "uniform") else f"ood:dataset={spec.strip()}")
 
 
 def _scores(values, name: str) -> np.ndarray:

@@ -15,6 +15,7 @@ on ``x``'s device and leaves ``model.training`` as it found it (see
 | :class:`ReplayBuffer`, :func:`fit_class_gaussians` | buffer.py | JEM; JEM++ / SADA-JEM |
 | :class:`Noise` (Gaussian corruption) | noise.py | - |
 | :class:`Dataset` (out-of-distribution images) | ood.py | - |
+| :class:`GaussianImages`, :class:`UniformImages` (noise images, OOD baselines) | synthetic.py | - |
 
 Per-dataset attack radii and steps live in one table, :mod:`landscape.sources.defaults`.
 """
@@ -32,15 +33,25 @@ from .ood import Dataset, OODDataset, match_shape
 from .pgd import PGD
 from .replay import Replay
 from .sgld import SGLD
+from .synthetic import GaussianImages, UniformImages
 
 __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
-    "Noise", "Dataset", "OODDataset", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
-    "randn_like_keyed", "rand_like_keyed", "SOURCES", "create_source",
+    "Noise", "Dataset", "OODDataset", "GaussianImages", "UniformImages", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
+    "randn_like_keyed", "rand_like_keyed", "SOURCES", "create_source", "source_settings",
 ]
 
 #: short names (as used on the command line) -> source classes
-SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "replay": Replay, "noise": Noise, "ood": Dataset}
+SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "replay": Replay, "noise": Noise,
+           "ood": Dataset, "gaussian": GaussianImages, "uniform": UniformImages}
+
+
+def source_settings(cls) -> list[str]:
+    """The settings (constructor arguments) a source class takes, in order."""
+    import inspect
+
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def create_source(name: str, dataset: str | None = None, /, **kwargs) -> Source:
@@ -64,6 +75,11 @@ def create_source(name: str, dataset: str | None = None, /, **kwargs) -> Source:
         if dataset is not None and given != dataset:
             raise LandscapeError(f"source {name!r} got two datasets, {dataset!r} and {given!r}")
         dataset = given
+    settings = source_settings(cls)
+    unknown = sorted(set(kwargs) - set(settings))
+    if unknown:
+        raise LandscapeError(f"source {name!r} has no setting{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))}; its settings are: {', '.join(settings)}")
     if name in ("pgd", "autoattack") and dataset is not None and "eps" not in kwargs:
         return cls.for_dataset(dataset, **kwargs)
     try:
