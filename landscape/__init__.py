@@ -32,7 +32,7 @@ _LAZY = {
     "list_datasets": "landscape.data",
     "subset": "landscape.data",
     "train_val_split": "landscape.data",
-    "save_model": "landscape.native",
+    "save_model": "landscape.checkpoints.native",
     "load_model": "landscape.loading",
     "score": "landscape.engine",
     "set_progress": "landscape.utils",

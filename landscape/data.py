@@ -308,7 +308,7 @@ def load_dataset(name: str, split: str = "test", root: str | os.PathLike | None 
     """
     info = dataset_info(name)
     if download:
-        from .checkpoints.fetch import offline
+        from .utils import offline
 
         download = not offline()  # LANDSCAPE_OFFLINE=1: never touch the network
     if split not in info.splits:

@@ -19,5 +19,10 @@ class CheckpointError(LandscapeError):
     """A checkpoint file could not be read, recognised or loaded."""
 
 
+class NotNativeError(CheckpointError):
+    """A safetensors file that is not a landscape native checkpoint (no ``landscape`` header):
+    loaders go on to read it as a plain state_dict."""
+
+
 class ConfigError(LandscapeError):
     """A configuration (arguments, TOML analysis, recipe) is invalid."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from .energy import EnergyModel
-from .errors import CheckpointError
+from .errors import CheckpointError, NotNativeError
 from .utils import resolve_device
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,14 @@ def _load_file(src, opts) -> LoadedCheckpoint:
 
 def _load_safetensors(src, path: Path, kind: str, opts) -> LoadedCheckpoint:
     from .checkpoints.detect import check_options
-    from .native import load_native, read_native_header
+    from .checkpoints.native import load_native, read_native_header
 
     family = src.family
     try:
         read_native_header(path)
         is_native = True
-    except CheckpointError as exc:
-        if kind != "safetensors" or "not a landscape native checkpoint" not in str(exc):
+    except NotNativeError:
+        if kind != "safetensors":
             raise
         is_native = False
     if is_native:

@@ -62,7 +62,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600 files: give the final file the usual mode
-            os.chmod(tmp_path, 0o666 & ~_umask())
+            os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -141,6 +141,11 @@ def check_output_dir(path: str | os.PathLike, what: str = "--out", replaced: boo
     return path
 
 
+def offline() -> bool:
+    """True when ``LANDSCAPE_OFFLINE`` is set to 1/true/yes/on: nothing is downloaded."""
+    return os.environ.get("LANDSCAPE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def landscape_home() -> Path:
     """``$LANDSCAPE_HOME``, else ``$XDG_CACHE_HOME/landscape``, else ``~/.cache/landscape``."""
     env = os.environ.get("LANDSCAPE_HOME")
@@ -149,10 +154,19 @@ def landscape_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "landscape"
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def slug(name: str) -> str:
+    """``name`` as a file-name stem: runs of characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``."""
+    import re
+
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
+    return out or "figure"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -10,7 +10,7 @@ import torch
 import landscape
 from landscape.errors import ConfigError
 from landscape.train import fit
-from landscape.train.checkpoint import load_train_state
+from landscape.train.state import load_train_state
 
 
 def tiny_config(**kw):

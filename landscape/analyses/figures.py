@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandscapeError
-from ..utils import atomic_path
+from ..utils import atomic_path, slug
 from .stats import STATISTICS, order_sources, shared_bin_edges, validate_energy_table
 
 log = logging.getLogger(__name__)
@@ -155,11 +154,6 @@ def _shade(color: str, i: int, n: int) -> tuple[float, float, float]:
     return tuple(np.clip(out, 0, 1))
 
 
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
-    return slug or "figure"
-
-
 # -- saving -----------------------------------------------------------------------------
 
 def _new_figure(width: float, height: float):
@@ -234,7 +228,7 @@ def plot_energy_histograms(energies: pd.DataFrame, model: str, out_dir, *, colum
     _draw_hist(ax, sub, column, edges, pal)
     ax.set_xlabel(energy_label(column))
     ax.set_title(f"{model}: {energy_label(column).split(' (')[0]} of each source")
-    return save_figure(fig, out_dir, name or f"hist_{_slug(model)}")
+    return save_figure(fig, out_dir, name or f"hist_{slug(model)}")
 
 
 def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
@@ -528,7 +522,7 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
     figs.append(ReportFigure(stem, f"{label} of every source for every model, same axis and bins.",
                              tuple(plot_models_grid(energies, out_dir, column=column, palette=pal, bins=bins, name=stem))))
     for m in pd.unique(energies["model"].astype(str)):
-        stem = unique(f"hist_{_slug(m)}")
+        stem = unique(f"hist_{slug(m)}")
         figs.append(ReportFigure(stem, f"{m}: {label} of each source (densities on shared bins; dashed: means).",
                                  tuple(plot_energy_histograms(energies, m, out_dir, column=column, palette=pal,
                                                               bins=bins, name=stem))))
@@ -551,7 +545,7 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
         what = "SGLD samples"
         if isinstance(x, tuple):
             what, x = x
-        stem = unique(f"samples_{_slug(m)}")
+        stem = unique(f"samples_{slug(m)}")
         figs.append(ReportFigure(stem, f"{m}: {what}.",
                                  tuple(plot_sample_grid(x, out_dir, name=stem, title=f"{m}: {what.split(' (')[0]}"))))
     return figs

@@ -38,7 +38,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import LandscapeError
-from ..utils import _umask, atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, umask
 from .figures import ReportFigure, make_figures
 from .stats import (STATISTICS, alignment_summary, class_breakdown, correctness_breakdown, describe, gap_table,
                     order_sources, validate_energy_table)
@@ -348,7 +348,7 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
 
 def _publish(staging: Path, out_dir: Path) -> None:
     """Move the finished staging folder to ``out_dir``, replacing an old report."""
-    mask = _umask()
+    mask = umask()
     for root, dirs, files in os.walk(staging):
         os.chmod(root, 0o777 & ~mask)
         for name in files:

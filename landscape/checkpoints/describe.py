@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, NotNativeError
 from .build import build_meta, check_state, count_values, describe_architecture, safetensors_meta
 from .detect import Options, plan_state_dict
 from .layout import Unwrapped, describe_keys, unwrap
@@ -60,7 +60,7 @@ def _buffer_summary(buffer: torch.Tensor) -> dict:
 
 def inspect_checkpoint(source, family: str | None = None, **overrides) -> CheckpointInfo:
     """Describe ``source`` (path, URL, registry or zoo name) without loading it into a model."""
-    from ..native import read_native_header
+    from .native import read_native_header
 
     opts = Options.from_overrides(overrides)
     src = resolve_source(source, family, opts, download=False)
@@ -84,9 +84,7 @@ def inspect_checkpoint(source, family: str | None = None, **overrides) -> Checkp
     if info.format == "safetensors":
         try:
             header = read_native_header(path)
-        except CheckpointError as exc:
-            if "not a landscape native checkpoint" not in str(exc):
-                raise
+        except NotNativeError:
             header = None
         if header is not None:
             return _inspect_native(info, path, header)
@@ -110,7 +108,7 @@ def _inspect_native(info: CheckpointInfo, path: Path, header: dict) -> Checkpoin
     info.metadata.update({k: header[k] for k in ("landscape_version", "created", "temperature") if k in header})
     net = build_meta(info.architecture, info.arch_kwargs, str(path))
     info.n_parameters, info.n_buffer_values = count_values(net)
-    from ..native import BUFFER_KEY, LABELS_KEY
+    from .native import BUFFER_KEY, LABELS_KEY
 
     tensors = safetensors_meta(path)
     shapes = {k: v for k, v in tensors.items() if k not in (BUFFER_KEY, LABELS_KEY)}

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from .._version import __version__
 from ..errors import CheckpointError
-from ..utils import atomic_path, file_sha256, landscape_home, progress
+from ..utils import atomic_path, file_sha256, landscape_home, offline, progress  # offline: re-exported
 from .safety import looks_like_html
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,6 @@ log = logging.getLogger(__name__)
 __all__ = ["landscape_home", "offline", "url_cache_path", "fetch", "verify_sha256", "CHUNK"]
 
 CHUNK = 1 << 20  # 1 MiB: one progress-bar step
-
-
-def offline() -> bool:
-    """True when ``LANDSCAPE_OFFLINE`` is set to 1/true/yes/on."""
-    return os.environ.get("LANDSCAPE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def url_cache_path(url: str) -> Path:

@@ -11,8 +11,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from .. import __version__
-    from ..data import _INFO, list_datasets
+    from .._version import __version__
+    from ..data import dataset_info, list_datasets
     from ..models import get_model_entry, list_models
 
     print(f"landscape {__version__}, torch {torch.__version__}, CUDA {'available' if torch.cuda.is_available() else 'not available'}")
@@ -21,7 +21,7 @@ def run(args) -> int:
         print(f"  {name:12s} {get_model_entry(name).description}")
     print("datasets:")
     for name in list_datasets():
-        info = _INFO[name]
+        info = dataset_info(name)
         shape = "x".join(map(str, info.shape)) if info.shape else "any"
         print(f"  {name:14s} {shape:8s} splits: {', '.join(info.splits)}")
     return 0

@@ -55,8 +55,8 @@ import pandas as pd
 from .._version import __version__
 from ..energy import EnergyModel
 from ..errors import LandscapeError
-from ..sources._common import check_int
-from ..utils import atomic_write_text, check_output_dir, check_output_file
+from ..validate import check_int
+from ..utils import atomic_write_text, check_output_dir, check_output_file, slug
 from . import generation as G
 from .metrics import (ECE_BINS, calibration_bins, confidences, expected_calibration_error, plot_reliability_diagram,
                       softmax, wilson_interval)
@@ -276,11 +276,10 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
                 add(name, "ece", ece, len(y), {**common, "n": len(y), "bins": ece_bins, "binning": "equal-width",
                                                "confidence": "top-label softmax (T=1)"})
                 if figures is not None:
-                    from ..analyses.figures import _slug
 
                     conf, ok = confidences(probs, y.numpy())
                     plot_reliability_diagram(calibration_bins(conf, ok, ece_bins), figures,
-                                             name=f"reliability-{_slug(name)}",
+                                             name=f"reliability-{slug(name)}",
                                              title=f"{name} on {data_text} (n={len(y)})")
             if "ood" in chosen:
                 t = float(getattr(model, "temperature", 1.0))

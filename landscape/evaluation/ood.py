@@ -38,7 +38,7 @@ from scipy.stats import rankdata
 
 from ..energy import energy_from_logits
 from ..errors import LandscapeError
-from ..sources._common import check_number
+from ..validate import check_number
 from ..sources import GaussianImages, Source, UniformImages
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import LandscapeError
 from ..sources import PGD, AutoAttack, Clean, attack_defaults
-from ..sources._common import check_int, check_number
+from ..validate import check_int, check_number
 
 log = logging.getLogger(__name__)
 

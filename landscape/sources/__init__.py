@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..errors import LandscapeError
 from .autoattack import AutoAttack
+from ._common import attack_context, logits_of
 from .base import Source, rand_like_keyed, randn_like_keyed
 from .buffer import ClassGaussians, ReplayBuffer, fit_class_gaussians
 from .clean import Clean
@@ -38,7 +39,7 @@ from .synthetic import GaussianImages, UniformImages
 __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
     "Noise", "Dataset", "OODDataset", "GaussianImages", "UniformImages", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
-    "randn_like_keyed", "rand_like_keyed", "SOURCES", "create_source", "source_settings",
+    "randn_like_keyed", "rand_like_keyed", "attack_context", "logits_of", "SOURCES", "create_source", "source_settings",
 ]
 
 #: short names (as used on the command line) -> source classes

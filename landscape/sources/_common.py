@@ -1,13 +1,13 @@
 """Helpers shared by the sample sources: argument checks and the attack context.
 
-Not part of the public API.
+Private to :mod:`landscape.sources`; ``attack_context`` and ``logits_of`` are public
+as ``landscape.sources.attack_context`` / ``logits_of`` (the trainer's searches use
+them), the setting checks as :mod:`landscape.validate`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 from typing import Iterator
 
 import torch
@@ -16,43 +16,13 @@ from torch import nn
 from ..energy import eval_mode
 from ..errors import LandscapeError
 from ..precision import network_input
+# the setting checks live in landscape.validate (shared with evaluation and train); the
+# sources import them from here, with the call-argument checks
+from ..validate import check_bool, check_choice, check_int, check_number
 
-
-# ----------------------------------------------------------------------------- hyper-parameters
-def check_number(name: str, value, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:
-    """A finite real number inside the given bounds, as a float (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise LandscapeError(f"{name} must be a finite number, got {value!r}")
-    v = float(value)
-    if low is not None and (v < low or (low_open and v == low)):
-        raise LandscapeError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-    if high is not None and (v > high or (high_open and v == high)):
-        raise LandscapeError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
-    return v
-
-
-def check_int(name: str, value, *, low: int | None = None) -> int:
-    """An integer (bools refused) no smaller than ``low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise LandscapeError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if low is not None and v < low:
-        raise LandscapeError(f"{name} must be an integer >= {low}, got {value!r}")
-    return v
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise LandscapeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise LandscapeError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
-    return value
-
+__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_batch", "check_input_shape",
+           "check_labels", "working_copy", "usable", "logits_of", "temperature_of", "attack_context",
+           "check_overrides"]
 
 # ----------------------------------------------------------------------------- call arguments
 def check_batch(x, y=None, keys=None, *, need_y: bool = False):

@@ -12,7 +12,7 @@
 * :mod:`~landscape.train.objectives`: the loss terms (CE, PGD-AT, TRADES, JEM,
   EB-JDAT energy alignment) and the inner maximisations;
 * :mod:`~landscape.train.loop`: :func:`fit`;
-* :mod:`~landscape.train.checkpoint`: resumable training state;
+* :mod:`~landscape.train.state`: the resumable run state (train_state.pt);
 * :mod:`~landscape.train.recipes`: named configs (``fmnist-standard``,
   ``fmnist-pgdat``, ``fmnist-trades``, ``fmnist-jem``, ``fmnist-ebjdat``...);
 * :mod:`~landscape.train.ddp`: the same loop under ``torchrun``.

@@ -42,11 +42,11 @@ from ..energy import EnergyModel, energy_from_logits, eval_mode
 from ..errors import ConfigError
 from ..models import create_model
 from ..models.registry import get_model_entry
-from ..native import save_model
+from ..checkpoints.native import save_model
 from ..precision import autocast
 from ..sources import PGD, SGLD, fit_class_gaussians
 from ..utils import atomic_write_text, check_output_dir, progress, resolve_device
-from .checkpoint import (BEST_FILE, MODEL_FILE, STATE_FILE, load_train_state, rng_state, save_train_state,
+from .state import (BEST_FILE, MODEL_FILE, STATE_FILE, load_train_state, rng_state, save_train_state,
                          set_rng_state)
 from .config import TrainConfig
 from .ddp import Dist, init_distributed

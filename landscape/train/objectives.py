@@ -82,7 +82,7 @@ from torch import nn
 
 from ..energy import energy_from_logits
 from ..sources import PGD, SGLD, ReplayBuffer
-from ..sources._common import attack_context, logits_of
+from ..sources import attack_context, logits_of
 from ..sources.base import rand_like_keyed, randn_like_keyed
 from ..precision import full_precision
 from .config import TrainConfig

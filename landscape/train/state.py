@@ -1,4 +1,4 @@
-"""Training checkpoints: everything needed to continue a run exactly.
+"""The resumable run state of a training run: everything needed to continue it exactly.
 
 ``train_state.pt`` (in the run folder) is a ``torch.save`` of plain containers
 only (tensors, dicts, lists, numbers, strings, None), so it loads with
@@ -16,7 +16,7 @@ The model itself is also written, next to it, as a native ``model.safetensors``
 (see :mod:`landscape.native`) at every checkpoint, so ``landscape.load_model(run_dir /
 "model.safetensors")`` needs no flags. Every write is atomic (temporary file, then
 rename): a run killed at any moment, even by ``kill -9``, leaves the previous
-checkpoint intact.
+run state intact.
 """
 
 from __future__ import annotations
