@@ -159,3 +159,18 @@ def test_each_source_runs_once_per_model_and_the_figures_use_that_run(analysis, 
     assert figs
     for name in figs:
         assert (tmp_path / "r1" / "figures" / name).read_bytes() == (tmp_path / "r2" / "figures" / name).read_bytes(), name
+
+
+def test_the_runner_returns_the_result_the_report_shows(analysis, tmp_path):
+    """Statistics are computed once, by the pipeline; the report writes them and the CLI
+    prints them without reading files back."""
+    from landscape.analyses.pipeline import AnalysisResult, analyse
+
+    res = run_analysis(analysis, tmp_path / "r", progress_bar=False)
+    assert isinstance(res, AnalysisResult) and res.report_dir == (tmp_path / "r").absolute()
+    on_disk = pd.read_csv(res.paths["gaps.csv"])
+    pd.testing.assert_frame_equal(on_disk, res.gaps.reset_index(drop=True), check_dtype=False, rtol=1e-9)
+    again = analyse(res.energies, n_boot=50, seed=3)
+    pd.testing.assert_frame_equal(again.gaps, res.gaps)
+    assert set(res.tables) == {"Gaps by class (label)", "Gaps by correctness of the prediction"}
+    assert res["seconds"] > 0 and res["index.html"].is_file()

@@ -5,8 +5,10 @@
   intervals, alignment summary, breakdowns by class and by correctness).
 * :mod:`landscape.analyses.figures` -- histograms, the all-models grid,
   trajectories, sample grids and gap heatmaps (PNG + SVG, one colour per source).
+* :mod:`landscape.analyses.pipeline` -- an energy table in, an ``AnalysisResult``
+  (every table the report shows, the figures' inputs, the settings) out.
 * :mod:`landscape.analyses.report` -- the report folder writer (HTML, Markdown,
-  JSON, Parquet, CSV, figures), written atomically.
+  JSON, Parquet, CSV, figures), written atomically; it computes nothing.
 
 Names are imported on first use, so that importing the statistics does not pull in
 matplotlib.
@@ -41,6 +43,9 @@ _LAZY = {
     "plot_gap_heatmap": "figures",
     "make_figures": "figures",
     "write_report": "report",
+    "write_result": "report",
+    "AnalysisResult": "pipeline",
+    "analyse": "pipeline",
     "build_report": "report",
     "is_report_dir": "report",
 }

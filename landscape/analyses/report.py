@@ -40,40 +40,17 @@ from .._version import __version__
 from ..errors import LandscapeError
 from ..utils import atomic_path, atomic_write_text, umask
 from .figures import ReportFigure, make_figures
-from .stats import (STATISTICS, alignment_summary, class_breakdown, correctness_breakdown, describe, gap_table,
-                    order_sources, validate_energy_table)
+from .stats import DEFINITIONS, STATISTICS, alignment_summary, describe, order_sources, validate_energy_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REPORT_FORMAT", "REPORT_FILES", "write_report", "build_report", "is_report_dir"]
+__all__ = ["REPORT_FORMAT", "REPORT_FILES", "write_report", "write_result", "build_report", "is_report_dir",
+           "check_report_target", "clean_stale_staging"]
 
 REPORT_FORMAT = "landscape-report"
 REPORT_FORMAT_VERSION = 1
 #: the files every report folder holds (besides ``figures/``)
 REPORT_FILES = ("index.html", "index.md", "summary.json", "energies.parquet", "gaps.csv")
-
-DEFINITIONS = {
-    "gap": "mean E(B) - mean E(A) for the pair 'A vs B' (A is clean whenever clean is in the pair); "
-           "positive: B sits at higher energy, i.e. the model finds B less likely. The paper's energy gap.",
-    "cohens_d": "gap divided by the pooled standard deviation sqrt(((n_A-1) s_A^2 + (n_B-1) s_B^2) / (n_A+n_B-2)); "
-                "same sign as the gap, scale-free.",
-    "wasserstein": "Wasserstein-1 distance of the two empirical distributions, integral of |F_A - F_B| "
-                   "(scipy.stats.wasserstein_distance), in energy units.",
-    "ks_stat": "two-sample Kolmogorov-Smirnov statistic sup |F_A - F_B|; ks_pvalue is its two-sided p-value "
-               "(scipy.stats.ks_2samp).",
-    "js_divergence": "Jensen-Shannon divergence, base 2 (in [0, 1]), of the two normalised histograms on shared "
-                     "equal-width bins over the pooled range (width: the smaller Freedman-Diaconis width of the "
-                     "two samples, 10 to 200 bins). A plug-in estimate: slightly above 0 for two samples of the same "
-                     "distribution.",
-    "auroc": "P(E_B > E_A) + 0.5 P(E_B = E_A) for random B and A (Mann-Whitney U / (n_A n_B)): the AUROC of telling "
-             "B from A by thresholding energy. 0.5 = indistinguishable.",
-    "overlap": "overlap coefficient of the two normalised histograms on the same shared bins, sum of min(p, q) "
-               "(1 = identical, 0 = disjoint).",
-    "intervals": "[lo, hi]: bootstrap interval (its kind is stated at the top of the report); each group resampled "
-                 "with replacement independently, seeded per comparison. KS, JS, overlap (and W1 near 0) are biased "
-                 "plug-in estimates when two distributions are close: their percentile intervals then sit beside "
-                 "the population value; gap, Cohen's d and AUROC intervals cover it about 95% of the time.",
-}
 
 _HEADERS = {
     "n_a": "n A", "n_b": "n B", "mean_a": "mean A", "mean_b": "mean B", "gap": "gap (B - A)",
@@ -585,32 +562,26 @@ def build_report(out_dir, energies: pd.DataFrame, *, trajectories: pd.DataFrame 
                  extra_tables: Mapping[str, pd.DataFrame] | None = None,
                  heatmap_statistics: Sequence[str] = ("gap", "auroc"), overwrite: bool = True,
                  sensitivity: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Statistics, breakdowns, figures and the report folder, in one call.
+    """Statistics, breakdowns, figures and the report folder, in one call:
+    :func:`landscape.analyses.pipeline.analyse` then :func:`write_result`.
+    Returns :func:`write_report`'s paths."""
+    from .pipeline import analyse
 
-    Computes :func:`describe`, :func:`gap_table` and :func:`alignment_summary` of
-    ``column``; with ``breakdowns``, the gap tables by class (when ``label`` is
-    present) and by correctness (when ``correct`` is present), bootstrapped
-    ``breakdown_n_boot`` times (default ``n_boot``). ``trajectories`` (mean energy
-    along PGD/SGLD steps) and ``samples`` (model -> SGLD images) add figures. Figures are drawn into a temporary folder and
-    copied by :func:`write_report`. Returns :func:`write_report`'s paths.
-    """
-    validate_energy_table(energies, column)
-    gaps = gap_table(energies, column=column, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval)
-    summary = describe(energies, column=column)
-    alignment = alignment_summary(gaps)
-    tables: dict[str, pd.DataFrame] = {}
-    nb = n_boot if breakdown_n_boot is None else breakdown_n_boot
-    if breakdowns and "label" in energies.columns:
-        tables["Gaps by class (label)"] = class_breakdown(energies, column=column, n_boot=nb, ci=ci, seed=seed,
-                                                          bins=bins, interval=interval)
-    if breakdowns and "correct" in energies.columns:
-        tables["Gaps by correctness of the prediction"] = correctness_breakdown(energies, column=column, n_boot=nb,
-                                                                                ci=ci, seed=seed, bins=bins,
-                                                                                interval=interval)
-    tables.update(extra_tables or {})
+    result = analyse(energies, trajectories=trajectories, samples=samples, sensitivity=sensitivity, title=title,
+                     settings=settings, column=column, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval,
+                     breakdowns=breakdowns, breakdown_n_boot=breakdown_n_boot, extra_tables=extra_tables)
+    return write_result(out_dir, result, heatmap_statistics=heatmap_statistics, overwrite=overwrite)
+
+
+def write_result(out_dir, result, *, heatmap_statistics: Sequence[str] = ("gap", "auroc"),
+                 overwrite: bool = True) -> dict[str, Path]:
+    """Draw the figures of an :class:`~landscape.analyses.pipeline.AnalysisResult` and write
+    its report folder (see :func:`write_report`); computes no statistics."""
     Path(out_dir).absolute().parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".landscape-figures-") as scratch:
-        figs = make_figures(scratch, energies, gaps, trajectories, samples, column=column, bins=bins,
-                            heatmap_statistics=heatmap_statistics, sensitivity=sensitivity)
-        return write_report(out_dir, energies, gaps=gaps, summary=summary, alignment=alignment, figures=figs,
-                            title=title, settings=settings, extra_tables=tables, column=column, overwrite=overwrite)
+        figs = make_figures(scratch, result.energies, result.gaps, result.trajectories, result.samples,
+                            column=result.column, bins=result.bins, heatmap_statistics=heatmap_statistics,
+                            sensitivity=result.sensitivity)
+        return write_report(out_dir, result.energies, gaps=result.gaps, summary=result.summary,
+                            alignment=result.alignment, figures=figs, title=result.title, settings=result.settings,
+                            extra_tables=result.tables, column=result.column, overwrite=overwrite)

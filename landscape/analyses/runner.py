@@ -6,7 +6,9 @@ the energy of a few samples along the steps of the iterative sources (PGD, SGLD)
 keeps a grid of generated samples (the model's replay buffer when a ``replay``
 source is scored and the model carries one, else SGLD's), optionally measures how
 the clean-generated gap depends on the sampler (chain length and initialisation),
-and writes the report with :func:`landscape.analyses.report.build_report`.
+computes the statistics (:func:`landscape.analyses.pipeline.analyse`) and writes the
+report (:func:`landscape.analyses.report.write_result`). It returns the
+:class:`~landscape.analyses.pipeline.AnalysisResult`.
 
 A ``replay`` source applies only to models that carry a replay buffer (JEM-family
 models); it is skipped, with a log line, for the others.
@@ -31,6 +33,7 @@ from ..loading import load_model
 from ..sources import SGLD, Replay, create_source
 from ..utils import resolve_device
 from .config import AnalysisConfig, load_analysis
+from .pipeline import AnalysisResult, analyse
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +125,13 @@ def sampler_sensitivity(model, name: str, x: torch.Tensor, y: torch.Tensor, keys
 
 
 def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.PathLike, *, n: int | None = None,
-                 device=None, progress_bar: bool | None = None) -> dict:
+                 device=None, progress_bar: bool | None = None) -> AnalysisResult:
     """Run ``config`` (an :class:`AnalysisConfig` or a TOML path) and write the report to ``out_dir``.
 
     ``n`` and ``device`` override the file's data size and device. Returns the
-    report's paths plus ``"seconds"`` (wall time) and ``"energies"`` (the table).
+    :class:`~landscape.analyses.pipeline.AnalysisResult` (its tables, ``paths`` of the
+    report's files, ``seconds``); ``result["index.html"]``, ``result["energies"]`` and
+    ``result["seconds"]`` also work.
     """
     start = time.perf_counter()
     if not isinstance(config, AnalysisConfig):
@@ -186,15 +191,15 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
     trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
     sensitivity = pd.concat(sens_frames, ignore_index=True) if sens_frames else None
 
-    from .report import build_report
+    from .report import write_result
 
     settings = config.settings()
     settings["device"] = str(dev)
-    paths = build_report(out_dir, energies, trajectories=trajectories, samples=samples or None,
-                         sensitivity=sensitivity,
-                         title=config.title, settings=settings, column=config.column, n_boot=config.n_boot,
-                         ci=config.ci, seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
-                         breakdown_n_boot=config.breakdown_n_boot)
-    seconds = time.perf_counter() - start
-    log.info("report written to %s in %.1f s", Path(out_dir), seconds)
-    return {**paths, "seconds": seconds, "energies": energies}
+    result = analyse(energies, trajectories=trajectories, samples=samples or None, sensitivity=sensitivity,
+                     title=config.title, settings=settings, column=config.column, n_boot=config.n_boot, ci=config.ci,
+                     seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
+                     breakdown_n_boot=config.breakdown_n_boot)
+    result.paths = write_result(out_dir, result)
+    result.seconds = time.perf_counter() - start
+    log.info("report written to %s in %.1f s", Path(out_dir), result.seconds)
+    return result

@@ -17,39 +17,14 @@ Outputs (pandas DataFrames, one row per observation, one column per variable):
 * :func:`class_breakdown`, :func:`correctness_breakdown` -- :func:`gap_table` grouped
   additionally by ``label`` or by ``correct``.
 
-Definitions for a pair ``(A, B)`` (``A`` comes first in the canonical source order,
-so ``A`` is ``clean`` whenever clean is one of the two):
-
-``gap``
-    ``mean(E_B) - mean(E_A)`` in energy units (nats). Positive: ``B`` sits at higher
-    energy, i.e. the model finds ``B`` less likely than ``A``. This is the paper's
-    energy gap.
-``cohens_d``
-    ``gap / s_pooled`` with ``s_pooled = sqrt(((n_A-1) s_A^2 + (n_B-1) s_B^2) / (n_A+n_B-2))``;
-    same sign as ``gap``, scale-free. 0 when both samples are constant and equal,
-    NaN when they are constant and differ.
-``wasserstein``
-    the Wasserstein-1 distance of the two empirical distributions,
-    ``integral |F_A(t) - F_B(t)| dt`` (as :func:`scipy.stats.wasserstein_distance`).
-``ks_stat``, ``ks_pvalue``
-    the two-sample Kolmogorov-Smirnov statistic ``sup_t |F_A(t) - F_B(t)|`` and its
-    two-sided p-value (:func:`scipy.stats.ks_2samp`, method ``auto``; no interval
-    is given for the p-value).
-``js_divergence``
-    the Jensen-Shannon divergence, **base 2** (so it lies in [0, 1]), of the two
-    normalised histograms on shared bins (see :func:`shared_bin_edges`). A plug-in
-    estimate: two finite samples of the same distribution give a small positive
-    value, so compare it across models at similar ``n``.
-``auroc``
-    ``P(E_B > E_A) + 0.5 P(E_B = E_A)`` for a random ``B`` and a random ``A`` (the
-    Mann-Whitney U statistic of ``B`` divided by ``n_A n_B``): the area under the ROC
-    curve of telling ``B`` from ``A`` by thresholding the energy, ``B`` scored as
-    positive. 0.5: indistinguishable; 1: every ``B`` above every ``A``; 0: every
-    ``B`` below.
-``overlap``
-    the overlap coefficient of the two normalised histograms on the same shared
-    bins, ``sum_i min(p_i, q_i)`` (1: identical histograms, 0: disjoint; equals
-    1 - total variation distance).
+For a pair ``(A, B)``, ``A`` comes first in the canonical source order, so ``A`` is
+``clean`` whenever clean is one of the two. Every statistic is defined in words in :data:`DEFINITIONS`, the one text that the
+reports show and ``summary.json`` stores: ``gap`` is ``mean(E_B) - mean(E_A)`` (the
+paper's energy gap, positive when the model finds ``B`` less likely), ``cohens_d``
+the gap over the pooled standard deviation, ``wasserstein`` the W1 distance,
+``ks_stat``/``ks_pvalue`` the two-sample KS test, ``js_divergence`` (base 2) and
+``overlap`` plug-in estimates on shared histogram bins (:func:`shared_bin_edges`),
+``auroc`` the Mann-Whitney AUROC of telling ``B`` from ``A`` by energy.
 
 Bootstrap: each group is resampled with replacement independently (``n_boot``
 times, vectorised), every statistic is recomputed on the same resamples with the
@@ -93,6 +68,31 @@ __all__ = [
 
 #: the two-sample statistics of :func:`gap_table`, in column order
 STATISTICS = ("gap", "cohens_d", "wasserstein", "ks_stat", "js_divergence", "auroc", "overlap")
+
+#: what each statistic means, in words: shown in every report and stored in summary.json
+DEFINITIONS = {
+    "gap": "mean E(B) - mean E(A) for the pair 'A vs B' (A is clean whenever clean is in the pair); "
+           "positive: B sits at higher energy, i.e. the model finds B less likely. The paper's energy gap.",
+    "cohens_d": "gap divided by the pooled standard deviation sqrt(((n_A-1) s_A^2 + (n_B-1) s_B^2) / (n_A+n_B-2)); "
+                "same sign as the gap, scale-free.",
+    "wasserstein": "Wasserstein-1 distance of the two empirical distributions, integral of |F_A - F_B| "
+                   "(scipy.stats.wasserstein_distance), in energy units.",
+    "ks_stat": "two-sample Kolmogorov-Smirnov statistic sup |F_A - F_B|; ks_pvalue is its two-sided p-value "
+               "(scipy.stats.ks_2samp).",
+    "js_divergence": "Jensen-Shannon divergence, base 2 (in [0, 1]), of the two normalised histograms on shared "
+                     "equal-width bins over the pooled range (width: the smaller Freedman-Diaconis width of the "
+                     "two samples, 10 to 200 bins). A plug-in estimate: slightly above 0 for two samples of the same "
+                     "distribution.",
+    "auroc": "P(E_B > E_A) + 0.5 P(E_B = E_A) for random B and A (Mann-Whitney U / (n_A n_B)): the AUROC of telling "
+             "B from A by thresholding energy. 0.5 = indistinguishable.",
+    "overlap": "overlap coefficient of the two normalised histograms on the same shared bins, sum of min(p, q) "
+               "(1 = identical, 0 = disjoint).",
+    "intervals": "[lo, hi]: bootstrap interval (its kind is stated at the top of the report); each group resampled "
+                 "with replacement independently, seeded per comparison. KS, JS, overlap (and W1 near 0) are biased "
+                 "plug-in estimates when two distributions are close: their percentile intervals then sit beside "
+                 "the population value; gap, Cohen's d and AUROC intervals cover it about 95% of the time.",
+}
+
 
 #: sources with a fixed place in the canonical order (after ``clean``)
 KNOWN_SOURCES = ("clean", "pgd", "autoattack", "replay", "sgld", "noise", "ood")

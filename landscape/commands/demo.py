@@ -24,15 +24,14 @@ def run(args) -> int:
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     result = run_analysis(analysis_path("fmnist-demo"), args.out, n=args.n, device=args.device)
-    _print_result(result)
+    print_result(result)
     return 0
 
 
-def _print_result(result) -> None:
-    import pandas as pd
-
-    gaps = pd.read_csv(result["gaps.csv"])
-    # raw gaps beside scale-free statistics: energy scales differ between models
+def print_result(result) -> None:
+    """The gap table (raw gaps beside scale-free statistics: energy scales differ between
+    models) and where the report went, from the analysis result itself."""
+    gaps = result.gaps
     cols = [c for c in ("model", "pair", "gap", "gap_lo", "gap_hi", "cohens_d", "auroc") if c in gaps.columns]
     print(gaps[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"report written to {result['index.html']} ({result['seconds']:.0f} s)")
+    print(f"report written to {result.paths['index.html']} ({result.seconds:.0f} s)")

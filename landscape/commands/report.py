@@ -20,11 +20,11 @@ def run(args) -> int:
     from ..analyses.runner import run_analysis
     from ..errors import ConfigError
     from ..paths import analysis_path
-    from .demo import _print_result
+    from .demo import print_result
 
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     path = analysis_path(args.analysis)
     out = args.out or str(Path("report") / path.stem)
-    _print_result(run_analysis(path, out, n=args.n, device=args.device))
+    print_result(run_analysis(path, out, n=args.n, device=args.device))
     return 0
