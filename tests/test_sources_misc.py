@@ -12,7 +12,7 @@ from landscape.energy import EnergyModel
 from landscape.errors import LandscapeError
 from landscape.models import create_model
 from landscape.rng import keyed_normal
-from landscape.sources import (ATTACK_DEFAULTS, UniformImages, PGD, SGLD, SOURCES, AutoAttack, Clean, Dataset, Noise, OODDataset,
+from landscape.sources import (ATTACK_DEFAULTS, REGISTRY, GaussianImages, Replay, UniformImages, PGD, SGLD, SOURCES, AutoAttack, Clean, Dataset, Noise, OODDataset,
                                ReplayBuffer, Source, attack_defaults, create_source, fit_class_gaussians, match_shape)
 from landscape.sources.noise import STREAM as NOISE_STREAM
 
@@ -20,7 +20,10 @@ from landscape.sources.noise import STREAM as NOISE_STREAM
 def tiny_model(seed=0, dropout=0.0):
     torch.manual_seed(seed)
     net = create_model("smallcnn", in_channels=1, n_classes=10, width=4, hidden=16, dropout=dropout)
-    return EnergyModel(net, "identity", input_shape=(1, 8, 8), n_classes=10)
+    model = EnergyModel(net, "identity", input_shape=(1, 8, 8), n_classes=10)
+    g = torch.Generator().manual_seed(seed)
+    model.replay_buffer = torch.rand(12, 1, 8, 8, generator=g)  # so that 'replay' applies
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +33,31 @@ def digits_model(trained_digits_model):
 
 
 def all_sources():
+    """Examples of every registered source (the contract tests run on each); a source added
+    to the registry without examples here fails test_the_examples_cover_the_registry."""
     x, y = to_tensors(load_dataset("digits", "train"))
     gauss = fit_class_gaussians(x, y, covariance="diag")
-    return [
-        Clean(), PGD("Linf", eps=0.1, step=0.02, steps=2), PGD("L2", eps=0.5, step=0.1, steps=2, restarts=2),
-        SGLD(steps=2), SGLD(steps=2, conditional=True, class_gaussians=gauss),
-        SGLD(steps=2, buffer=ReplayBuffer(size=20, shape=(1, 8, 8))), Noise(0.1),
-        Dataset(ImageTensorDataset(torch.rand(7, 1, 8, 8), torch.zeros(7, dtype=torch.long))),
-        AutoAttack(eps=0.1, version="custom", attacks=["apgd-ce"]),
-    ]
+    examples = {
+        "clean": [Clean()],
+        "pgd": [PGD("Linf", eps=0.1, step=0.02, steps=2), PGD("L2", eps=0.5, step=0.1, steps=2, restarts=2)],
+        "autoattack": [AutoAttack(eps=0.1, version="custom", attacks=["apgd-ce"])],
+        "replay": [Replay(), Replay(steps=2)],
+        "sgld": [SGLD(steps=2), SGLD(steps=2, conditional=True, class_gaussians=gauss),
+                 SGLD(steps=2, buffer=ReplayBuffer(size=20, shape=(1, 8, 8)))],
+        "noise": [Noise(0.1)],
+        "ood": [Dataset(ImageTensorDataset(torch.rand(7, 1, 8, 8), torch.zeros(7, dtype=torch.long)))],
+        "gaussian": [GaussianImages(0.3)],
+        "uniform": [UniformImages()],
+    }
+    assert list(examples) == [k.name for k in REGISTRY], "every registered source needs contract examples"
+    return [src for srcs in examples.values() for src in srcs]
+
+
+def test_the_examples_cover_the_registry():
+    made = {type(s) for s in all_sources()}
+    assert made == {k.cls for k in REGISTRY}
+    assert list(SOURCES) == [k.name for k in REGISTRY]
+    assert len({k.color for k in REGISTRY}) == len(REGISTRY)  # one colour each
 
 
 def flags(model):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandscapeError
+from ..sources import REGISTRY
 from ..utils import atomic_path, slug
 from .stats import STATISTICS, order_sources, shared_bin_edges, validate_energy_table
 
@@ -48,22 +49,13 @@ __all__ = [
     "make_figures",
 ]
 
-#: fixed colours of the known sources (Okabe-Ito)
-SOURCE_COLORS = {
-    "clean": "#0072B2",       # blue
-    "pgd": "#D55E00",         # vermillion
-    "autoattack": "#CC79A7",  # reddish purple
-    "sgld": "#009E73",        # bluish green
-    "replay": "#56B4E9",      # sky blue
-    "noise": "#7F7F7F",       # grey
-    "ood": "#E69F00",         # orange
-}
+#: fixed colours of the registered sources (from :data:`landscape.sources.REGISTRY`)
+SOURCE_COLORS = {k.name: k.color for k in REGISTRY}
 #: colours for other sources (Paul Tol's muted palette and sky blue)
 FALLBACK_COLORS = ("#332288", "#000000", "#44AA99", "#999933", "#882255", "#AA4499", "#117733",
                    "#CC6677", "#661100", "#6699CC")
 
-DISPLAY_NAMES = {"clean": "clean", "pgd": "PGD", "autoattack": "AutoAttack", "sgld": "SGLD", "replay": "replay buffer",
-                 "noise": "noise", "ood": "OOD"}
+DISPLAY_NAMES = {k.name: k.display for k in REGISTRY}
 
 STAT_LABELS = {
     "gap": "energy gap mean E(B) - mean E(A) (energy units)",

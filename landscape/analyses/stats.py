@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandscapeError
+from ..sources import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ DEFINITIONS = {
 }
 
 
-#: sources with a fixed place in the canonical order (after ``clean``)
-KNOWN_SOURCES = ("clean", "pgd", "autoattack", "replay", "sgld", "noise", "ood")
+#: sources with a fixed place in the canonical order: the sources registry's order
+KNOWN_SOURCES = tuple(k.name for k in REGISTRY)
 
 ENERGY_COLUMNS = ("energy", "conditional_energy")
 #: bootstrap interval methods of :func:`two_sample_stats`
@@ -125,9 +126,10 @@ def validate_energy_table(table: pd.DataFrame, column: str = "energy",
 
 
 def order_sources(sources: Iterable) -> list[str]:
-    """The canonical order of sources: ``clean`` first, then the other known sources
-    (``pgd``, ``autoattack``, ``replay``, ``sgld``, ``noise``, ``ood``), then the rest in order of
-    first appearance. Duplicates are dropped."""
+    """The canonical order of sources: the registered ones in the registry's order
+    (``clean``, ``pgd``, ``autoattack``, ``replay``, ``sgld``, ``noise``, ``ood``...; see
+    :data:`landscape.sources.REGISTRY`), then the rest in order of first appearance.
+    Duplicates are dropped."""
     seen: list[str] = []
     for s in sources:
         s = str(s)

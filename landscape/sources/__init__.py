@@ -22,6 +22,8 @@ Per-dataset attack radii and steps live in one table, :mod:`landscape.sources.de
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import LandscapeError
 from .autoattack import AutoAttack
 from ._common import attack_context, logits_of
@@ -39,12 +41,43 @@ from .synthetic import GaussianImages, UniformImages
 __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
     "Noise", "Dataset", "OODDataset", "GaussianImages", "UniformImages", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
-    "randn_like_keyed", "rand_like_keyed", "attack_context", "logits_of", "SOURCES", "create_source", "source_settings",
+    "randn_like_keyed", "rand_like_keyed", "attack_context", "logits_of", "SOURCES", "REGISTRY", "SourceKind",
+    "source_kind", "create_source", "source_settings",
 ]
 
-#: short names (as used on the command line) -> source classes
-SOURCES = {"clean": Clean, "pgd": PGD, "autoattack": AutoAttack, "sgld": SGLD, "replay": Replay, "noise": Noise,
-           "ood": Dataset, "gaussian": GaussianImages, "uniform": UniformImages}
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered source: its short name (command line, TOML ``kind``), class, place in
+    the canonical order of reports, display name, colour (Okabe-Ito) and role."""
+
+    name: str
+    cls: type
+    display: str
+    color: str
+    role: str  # "reference", "adversarial", "generated", "corruption" or "out-of-distribution"
+
+
+#: every source, in the canonical order of tables and figures (clean first, then
+#: adversarial, generated, corrupted and out-of-distribution samples)
+REGISTRY: tuple[SourceKind, ...] = (
+    SourceKind("clean", Clean, "clean", "#0072B2", "reference"),                        # blue
+    SourceKind("pgd", PGD, "PGD", "#D55E00", "adversarial"),                             # vermillion
+    SourceKind("autoattack", AutoAttack, "AutoAttack", "#CC79A7", "adversarial"),        # reddish purple
+    SourceKind("replay", Replay, "replay buffer", "#56B4E9", "generated"),              # sky blue
+    SourceKind("sgld", SGLD, "SGLD", "#009E73", "generated"),                            # bluish green
+    SourceKind("noise", Noise, "noise", "#7F7F7F", "corruption"),                        # grey
+    SourceKind("ood", Dataset, "OOD", "#E69F00", "out-of-distribution"),                 # orange
+    SourceKind("gaussian", GaussianImages, "Gaussian images", "#F0E442", "out-of-distribution"),  # yellow
+    SourceKind("uniform", UniformImages, "uniform images", "#999999", "out-of-distribution"),     # light grey
+)
+
+#: short names (as used on the command line) -> source classes, in the canonical order
+SOURCES = {k.name: k.cls for k in REGISTRY}
+
+
+def source_kind(name: str) -> SourceKind | None:
+    """The registry entry of a source name (``None`` for a name that is not registered)."""
+    return next((k for k in REGISTRY if k.name == name), None)
 
 
 def source_settings(cls) -> list[str]:
