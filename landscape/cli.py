@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split())
         print(f"landscape: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (landscape ... | head): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a file or folder the checks up front could not foresee (disk full, a race...)
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"landscape: error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)

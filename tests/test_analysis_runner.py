@@ -95,7 +95,12 @@ def test_config_rejects_unknown_keys_and_bad_values(analysis):
         ({**good, "figures": {"sample": 4}}, "unknown key 'sample' in [figures]"),
         ({**good, "sources": {"x": {"kind": "fgsm"}}}, "kind must be one of"),
         ({**good, "precision": "fp16"}, "precision must be"),
-        ({**good, "data": {"name": "digits", "n": 0}}, "positive integer"),
+        ({**good, "data": {"name": "digits", "n": 0}}, "[data] of the analysis: n must be an integer >= 1, got 0"),
+        ({**good, "statistics": {"ci": 1.5}}, "ci must be < 1, got 1.5"),
+        ({**good, "figures": {"samples": True}}, "samples must be an integer, got True"),
+        ({**good, "cache": "yes"}, "cache must be true or false, got 'yes'"),
+        ({"models": good["models"], "sources": good["sources"]}, "needs a [data] table"),
+        ({**good, "data": {"split": "test"}}, "[data] of the analysis needs name"),
         ({k: v for k, v in good.items() if k != "models"}, "at least one [[models]]"),
         ({**good, "models": [{"name": "a", "checkpoint": "a"}, {"name": "a", "checkpoint": "b"}]}, "two [[models]]"),
     ]
@@ -104,6 +109,19 @@ def test_config_rejects_unknown_keys_and_bad_values(analysis):
             parse_analysis(doc)
         assert fragment in str(info.value), (fragment, str(info.value))
         assert "\n" not in str(info.value)
+
+
+def test_the_schema_lists_every_key_with_its_default():
+    from landscape.analyses.config import SECTIONS, AnalysisConfig, schema
+
+    text = schema()
+    for section, settings in SECTIONS.items():
+        for s in settings:
+            assert f"| `{s.name}` |" in text, (section, s.name)
+    # the dataclass defaults are the declared ones (written once)
+    cfg = AnalysisConfig(title="t", data=None, models=(), sources=())
+    assert (cfg.n_boot, cfg.trajectories, cfg.samples, cfg.batch_size) == (1000, 128, 64, 256)
+    assert "| `[statistics]` | `ci` | number > 0, < 1 | 0.95 |" in text
 
 
 def test_bad_source_settings_fail_before_any_work(analysis, tmp_path):
@@ -174,3 +192,11 @@ def test_the_runner_returns_the_result_the_report_shows(analysis, tmp_path):
     pd.testing.assert_frame_equal(again.gaps, res.gaps)
     assert set(res.tables) == {"Gaps by class (label)", "Gaps by correctness of the prediction"}
     assert res["seconds"] > 0 and res["index.html"].is_file()
+
+
+def test_the_settings_page_is_generated_from_the_declarations(capsys):
+    from landscape.analyses.config import schema
+
+    assert schema() in (ROOT / "docs" / "analysis-settings.md").read_text()
+    assert main(["report", "--schema"]) == 0
+    assert schema() in capsys.readouterr().out

@@ -286,3 +286,17 @@ def test_buffer_draws_from_class_gaussians_ignore_the_training_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x_cast, _ = cast.sample(16)
     assert x_cast.dtype == torch.float32 and torch.equal(x_cast, x_plain)
+
+
+def test_every_single_valued_setting_declares_its_constraint():
+    import dataclasses
+
+    from landscape.train.config import CONSTRAINTS, TrainConfig
+
+    # the rest have a shape of their own (tables, lists, paths, free text), checked by validate()
+    shaped = {"dataset", "data_root", "val_size", "init_from", "architecture", "arch_kwargs", "weights",
+              "decay_epochs", "device", "notes"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert names - shaped == set(CONSTRAINTS)
+    for name, accepts in CONSTRAINTS.items():  # every default passes its own constraint
+        accepts.check(name, getattr(TrainConfig(), name))

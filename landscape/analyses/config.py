@@ -52,8 +52,52 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..validate import Bool, Choice, Int, Optional, Real, Setting, Str, Table, check_settings, defaults, describe_settings
 
-__all__ = ["AnalysisConfig", "ModelSpec", "DataSpec", "SourceSpec", "load_analysis", "parse_analysis"]
+__all__ = ["AnalysisConfig", "ModelSpec", "DataSpec", "SourceSpec", "load_analysis", "parse_analysis", "schema",
+           "SECTIONS"]
+
+
+#: the settings of an analysis file, declared once: what each accepts, its default, what it does
+TOP = (
+    Setting("title", Str(), "Energy landscape report", "the report's title"),
+    Setting("seed", Int(low=0), 0, "seed of the data subset, every keyed random draw and the bootstrap"),
+    Setting("precision", Choice("fp32", "bf16"), "fp32", "network precision (bf16: autocast)"),
+    Setting("device", Str(), "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
+    Setting("batch_size", Int(low=1), 256, "clean images per batch"),
+    Setting("cache", Bool(), True, "reuse the engine's energy cache"),
+)
+DATA = (
+    Setting("name", Str(), doc="dataset name (fashion-mnist, cifar10, digits, ...)"),
+    Setting("split", Str(), "test", "dataset split"),
+    Setting("n", Optional(Int(low=1)), None, "a deterministic subset of n samples (seeded by seed); all when left out"),
+    Setting("root", Optional(Str()), None, "where the dataset is (default: the standard search path)"),
+    Setting("download", Bool(), False, "fetch the dataset through torchvision when missing (needs the network)"),
+)
+MODEL = (
+    Setting("name", Str(), doc="the model's name in tables and figures"),
+    Setting("checkpoint", Str(), doc="a path (relative to the analysis file), URL or registry name"),
+    Setting("family", Optional(Str()), None, "the checkpoint family, when detection should not decide"),
+    Setting("options", Table(), {}, "loader options (architecture, normalization, ...)"),
+)
+STATISTICS = (
+    Setting("column", Choice("energy", "conditional_energy"), "energy", "the energy analysed: E(x) or E(x, y)"),
+    Setting("n_boot", Int(low=1), 1000, "bootstrap replicates of every interval"),
+    Setting("ci", Real(low=0.0, high=1.0, low_open=True, high_open=True), 0.95, "coverage of the intervals"),
+    Setting("interval", Choice("percentile", "basic"), "percentile", "bootstrap interval kind"),
+    Setting("breakdowns", Bool(), True, "gap tables by class and by correctness"),
+    Setting("breakdown_n_boot", Optional(Int(low=1)), None, "bootstrap replicates of the breakdowns (default: n_boot)"),
+)
+FIGURES = (
+    Setting("trajectories", Int(low=0), 128, "samples whose energy is followed along PGD/SGLD steps (0: none)"),
+    Setting("samples", Int(low=0), 64, "generated samples shown per model (0: none)"),
+    Setting("sensitivity_steps", Int(low=0), 0, "length of the sampler-sensitivity chains (0: off)"),
+)
+#: [sources.NAME] tables: kind, then the source's own settings (see landscape.sources)
+SOURCE = (Setting("kind", Str(), doc="clean, pgd, autoattack, replay, sgld, noise, ood, gaussian, uniform"),)
+SECTIONS = {"": TOP, "data": DATA, "models": MODEL, "sources.NAME": SOURCE, "statistics": STATISTICS,
+            "figures": FIGURES}
+_D = {**defaults(TOP), **defaults(STATISTICS), **defaults(FIGURES)}
 
 
 @dataclass(frozen=True)
@@ -67,10 +111,10 @@ class ModelSpec:
 @dataclass(frozen=True)
 class DataSpec:
     name: str
-    split: str = "test"
+    split: str = defaults(DATA)["split"]
     n: int | None = None
     root: str | None = None
-    download: bool = False
+    download: bool = defaults(DATA)["download"]
 
 
 @dataclass(frozen=True)
@@ -82,24 +126,26 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
+    """A validated analysis; its defaults are the declared settings' (:data:`TOP`, :data:`STATISTICS`, :data:`FIGURES`)."""
+
     title: str
     data: DataSpec
     models: tuple[ModelSpec, ...]
     sources: tuple[SourceSpec, ...]
-    seed: int = 0
-    precision: str = "fp32"
-    device: str = "auto"
-    batch_size: int = 256
-    cache: bool = True
-    column: str = "energy"
-    n_boot: int = 1000
-    ci: float = 0.95
-    interval: str = "percentile"
-    breakdowns: bool = True
-    breakdown_n_boot: int | None = None
-    trajectories: int = 128
-    samples: int = 64
-    sensitivity_steps: int = 0
+    seed: int = _D["seed"]
+    precision: str = _D["precision"]
+    device: str = _D["device"]
+    batch_size: int = _D["batch_size"]
+    cache: bool = _D["cache"]
+    column: str = _D["column"]
+    n_boot: int = _D["n_boot"]
+    ci: float = _D["ci"]
+    interval: str = _D["interval"]
+    breakdowns: bool = _D["breakdowns"]
+    breakdown_n_boot: int | None = _D["breakdown_n_boot"]
+    trajectories: int = _D["trajectories"]
+    samples: int = _D["samples"]
+    sensitivity_steps: int = _D["sensitivity_steps"]
     path: str | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -115,27 +161,9 @@ class AnalysisConfig:
         }
 
 
-_TOP = {"title", "seed", "precision", "device", "batch_size", "cache", "data", "models", "sources",
-        "statistics", "figures"}
-_DATA = {"name", "split", "n", "root", "download"}
-_MODEL = {"name", "checkpoint", "family", "options"}
-_STATS = {"column", "n_boot", "ci", "interval", "breakdowns", "breakdown_n_boot"}
-_FIGURES = {"trajectories", "samples", "sensitivity_steps"}
-
-
-def _check_keys(table: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}; "
-                          f"allowed: {', '.join(sorted(allowed))}")
-
-
-def _typed(value, types, what: str):
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise ConfigError(f"{what} must be {types}, got {value!r}")
-    if not isinstance(value, types):
-        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise ConfigError(f"{what} must be a {names}, got {value!r}")
+def _table(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a table, got {value!r}")
     return value
 
 
@@ -153,75 +181,51 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
 
     where = str(path) if path else "the analysis"
     base = Path(path).resolve().parent if path else None
-    _check_keys(doc, _TOP, where)
-    title = _typed(doc.get("title", "Energy landscape report"), str, "title")
+    sections = {"data", "models", "sources", "statistics", "figures"}
+    top = check_settings({k: v for k, v in doc.items() if k not in sections}, TOP, where, ConfigError)
 
-    data = _typed(doc.get("data"), dict, f"[data] of {where}") if "data" in doc else None
-    if data is None:
+    if "data" not in doc:
         raise ConfigError(f"{where} needs a [data] table with at least name = \"DATASET\"")
-    _check_keys(data, _DATA, f"[data] of {where}")
-    if "name" not in data:
-        raise ConfigError(f"[data] of {where} needs name = \"DATASET\"")
-    n = data.get("n")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ConfigError(f"[data] n must be a positive integer, got {n!r}")
-    dspec = DataSpec(_typed(data["name"], str, "[data] name"), _typed(data.get("split", "test"), str, "[data] split"),
-                     n, data.get("root"), _typed(data.get("download", False), bool, "[data] download"))
+    data = check_settings(_table(doc["data"], f"[data] of {where}"), DATA, f"[data] of {where}", ConfigError)
+    dspec = DataSpec(**data)
 
     models = doc.get("models")
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{where} needs at least one [[models]] table with name and checkpoint")
     mspecs, names = [], set()
     for i, m in enumerate(models):
-        _typed(m, dict, f"[[models]] #{i + 1}")
-        _check_keys(m, _MODEL, f"[[models]] #{i + 1} of {where}")
-        if "name" not in m or "checkpoint" not in m:
-            raise ConfigError(f"[[models]] #{i + 1} of {where} needs name and checkpoint, got keys {sorted(m)}")
-        name = _typed(m["name"], str, f"[[models]] #{i + 1} name")
-        if name in names:
-            raise ConfigError(f"two [[models]] are named {name!r}")
-        names.add(name)
-        mspecs.append(ModelSpec(name, _resolve_checkpoint(_typed(m["checkpoint"], str, f"model {name!r} checkpoint"), base),
-                                m.get("family"), dict(_typed(m.get("options", {}), dict, f"model {name!r} options"))))
+        m = check_settings(_table(m, f"[[models]] #{i + 1}"), MODEL, f"[[models]] #{i + 1} of {where}", ConfigError)
+        if m["name"] in names:
+            raise ConfigError(f"two [[models]] are named {m['name']!r}")
+        names.add(m["name"])
+        mspecs.append(ModelSpec(m["name"], _resolve_checkpoint(m["checkpoint"], base), m["family"], m["options"]))
 
     sources = doc.get("sources")
     if not isinstance(sources, dict) or not sources:
         raise ConfigError(f"{where} needs at least one [sources.NAME] table with kind = \"clean\" | \"pgd\" | ...")
     sspecs = []
     for name, s in sources.items():
-        _typed(s, dict, f"[sources.{name}]")
+        _table(s, f"[sources.{name}]")
         kind = s.get("kind")
         if kind not in SOURCES:
             raise ConfigError(f"[sources.{name}] kind must be one of {', '.join(SOURCES)}, got {kind!r}")
         sspecs.append(SourceSpec(name, kind, {k: v for k, v in s.items() if k != "kind"}))
 
-    stats = _typed(doc.get("statistics", {}), dict, "[statistics]")
-    _check_keys(stats, _STATS, f"[statistics] of {where}")
-    figs = _typed(doc.get("figures", {}), dict, "[figures]")
-    _check_keys(figs, _FIGURES, f"[figures] of {where}")
-    column = stats.get("column", "energy")
-    if column not in ("energy", "conditional_energy"):
-        raise ConfigError(f"[statistics] column must be 'energy' or 'conditional_energy', got {column!r}")
-    precision = doc.get("precision", "fp32")
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    ints = {"seed": doc.get("seed", 0), "batch_size": doc.get("batch_size", 256),
-            "n_boot": stats.get("n_boot", 1000), "trajectories": figs.get("trajectories", 128),
-            "samples": figs.get("samples", 64), "sensitivity_steps": figs.get("sensitivity_steps", 0)}
-    for key, value in ints.items():
-        low = 1 if key in ("batch_size", "n_boot") else 0
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
-    return AnalysisConfig(
-        title=title, data=dspec, models=tuple(mspecs), sources=tuple(sspecs), seed=ints["seed"],
-        precision=precision, device=_typed(doc.get("device", "auto"), str, "device"), batch_size=ints["batch_size"],
-        cache=_typed(doc.get("cache", True), bool, "cache"), column=column, n_boot=ints["n_boot"],
-        ci=float(_typed(stats.get("ci", 0.95), (int, float), "[statistics] ci")),
-        interval=_typed(stats.get("interval", "percentile"), str, "[statistics] interval"),
-        breakdowns=_typed(stats.get("breakdowns", True), bool, "[statistics] breakdowns"),
-        breakdown_n_boot=stats.get("breakdown_n_boot"), trajectories=ints["trajectories"], samples=ints["samples"],
-        sensitivity_steps=ints["sensitivity_steps"], path=str(path) if path else None,
-    )
+    stats = check_settings(_table(doc.get("statistics", {}), "[statistics]"), STATISTICS, f"[statistics] of {where}",
+                           ConfigError)
+    figs = check_settings(_table(doc.get("figures", {}), "[figures]"), FIGURES, f"[figures] of {where}", ConfigError)
+    return AnalysisConfig(data=dspec, models=tuple(mspecs), sources=tuple(sspecs), **top, **stats, **figs,
+                          path=str(path) if path else None)
+
+
+def schema() -> str:
+    """Every key of an analysis file, with what it accepts, its default and what it does (Markdown)."""
+    lines = ["| table | key | accepts | default | what it does |", "|---|---|---|---|---|"]
+    for section, settings in SECTIONS.items():
+        table = f"[{section}]" if section and section != "models" else ("[[models]]" if section else "(top level)")
+        for name, accepts, default, doc in describe_settings(settings):
+            lines.append(f"| `{table}` | `{name}` | {accepts} | {default} | {doc} |")
+    return "\n".join(lines)
 
 
 def load_analysis(path: str | os.PathLike) -> AnalysisConfig:

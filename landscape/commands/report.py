@@ -7,7 +7,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="run an analysis file (models x data x sources) and write its report",
                        description="Run a declarative analysis (see analyses/*.toml) and write DIR/index.html, "
                                    "index.md, summary.json, energies.parquet, gaps.csv and figures/.")
-    p.add_argument("analysis", help="analysis TOML file, or the name of one in analyses/ (e.g. fmnist-demo)")
+    p.add_argument("analysis", nargs="?", help="analysis TOML file, or the name of one in analyses/ (e.g. fmnist-demo)")
+    p.add_argument("--schema", action="store_true",
+                   help="print every key an analysis file takes (what it accepts, its default) and exit")
     p.add_argument("--out", default=None, help="report folder (default: report/<analysis name>)")
     p.add_argument("--n", type=int, default=None, help="override the number of samples")
     p.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, cuda:N)")
@@ -22,6 +24,15 @@ def run(args) -> int:
     from ..paths import analysis_path
     from .demo import print_result
 
+    if args.schema:
+        from ..analyses.config import schema
+
+        print(schema())
+        print("\n[sources.NAME] tables take kind and that source's own settings: "
+              "see README 'Scoring energies' (a key it does not take is an error naming the ones it does).")
+        return 0
+    if not args.analysis:
+        raise ConfigError("report needs an analysis file (or --schema)")
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     path = analysis_path(args.analysis)

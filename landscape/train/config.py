@@ -13,7 +13,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LandscapeError
+from ..validate import Bool, Choice, Constraint, Int, Optional, Real
 
 __all__ = ["TrainConfig", "OBJECTIVES", "INNER_MODES", "WEIGHT_PRESETS", "TERMS"]
 
@@ -217,35 +218,13 @@ class TrainConfig:
 
     # -- validation --------------------------------------------------------------------
     def validate(self) -> None:
-        def choice(name, options):
-            v = getattr(self, name)
-            if v not in options:
-                raise ConfigError(f"{name} must be one of {', '.join(map(repr, options))}, got {v!r}")
-
-        def number(name, low=None, high=None, low_open=False, integer=False, optional=False):
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            ok = isinstance(v, numbers.Integral) if integer else isinstance(v, numbers.Real)
-            if isinstance(v, bool) or not ok or not math.isfinite(float(v)):
-                raise ConfigError(f"{name} must be {'an integer' if integer else 'a finite number'}, got {v!r}")
-            if low is not None and (v < low or (low_open and v == low)):
-                raise ConfigError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {v!r}")
-            if high is not None and v > high:
-                raise ConfigError(f"{name} must be <= {high:g}, got {v!r}")
-
-        choice("objective", OBJECTIVES)
-        choice("weight_preset", tuple(WEIGHT_PRESETS))
-        choice("inner", INNER_MODES)
-        choice("attack_norm", ("Linf",))
-        choice("buffer_init", ("uniform", "gaussian"))
-        choice("optimizer", ("sgd", "adam"))
-        choice("schedule", ("constant", "step", "cosine"))
-        choice("select_on", ("val_acc", "val_pgd_acc"))
-        choice("normalization", ("identity", "jem"))
-        for name in ("bf16", "attack_bf16"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        """Check every setting against its declared constraint (:data:`CONSTRAINTS`), then the
+        settings whose shape is not a single value."""
+        for name, accepts in CONSTRAINTS.items():
+            try:
+                accepts.check(name, getattr(self, name))
+            except LandscapeError as exc:
+                raise ConfigError(str(exc)) from None
         if not isinstance(self.weights, dict) or any(k not in TERMS for k in self.weights):
             raise ConfigError(f"weights must map terms {', '.join(TERMS)} to numbers, got {self.weights!r}")
         for k, v in self.weights.items():
@@ -255,38 +234,11 @@ class TrainConfig:
             raise ConfigError(f"arch_kwargs must be a table, got {self.arch_kwargs!r}")
         if not isinstance(self.decay_epochs, list) or not all(isinstance(e, int) and e > 0 for e in self.decay_epochs):
             raise ConfigError(f"decay_epochs must be a list of positive integers, got {self.decay_epochs!r}")
-        if isinstance(self.val_size, float):
-            number("val_size", low=0.0, high=1.0, low_open=True)
-        else:
-            number("val_size", low=1, integer=True)
-        number("train_subset", low=2, integer=True, optional=True)
-        number("val_pgd_size", low=0, integer=True)
-        number("trades_beta", low=0.0)
-        number("eps", low=0.0, high=1.0)
-        number("attack_step", low=0.0, low_open=True)
-        number("attack_steps", low=1, integer=True)
-        number("val_attack_steps", low=0, integer=True)
-        number("sgld_steps", low=0, integer=True)
-        number("sgld_step_size", low=0.0)
-        number("sgld_noise", low=0.0)
-        number("n_negatives", low=1, integer=True, optional=True)
-        number("buffer_size", low=1, integer=True)
-        number("reinit_prob", low=0.0, high=1.0)
-        number("input_noise", low=0.0)
-        number("lr", low=0.0, low_open=True)
-        number("momentum", low=0.0, high=1.0)
-        number("weight_decay", low=0.0)
-        number("warmup_steps", low=0, integer=True)
-        number("decay_rate", low=0.0, low_open=True)
-        number("epochs", low=1, integer=True)
-        number("batch_size", low=1, integer=True)
-        number("grad_clip", low=0.0)
-        number("seed", low=0, integer=True)
-        number("num_threads", low=0, integer=True)
-        number("checkpoint_every", low=0, integer=True)
-        number("loss_threshold", low=0.0, low_open=True)
-        number("max_rollbacks", low=0, integer=True)
-        number("rollback_lr_factor", low=0.0, high=1.0, low_open=True)
+        try:
+            (Real(low=0.0, high=1.0, low_open=True) if isinstance(self.val_size, float) else Int(low=1)).check(
+                "val_size", self.val_size)
+        except LandscapeError as exc:
+            raise ConfigError(str(exc)) from None
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise ConfigError(f"init_from must be a checkpoint path or registry name, got {self.init_from!r}")
         if not isinstance(self.device, str):
@@ -309,3 +261,23 @@ class TrainConfig:
         """A short summary for logs."""
         return {"objective": self.objective, "terms": self.term_weights(), "dataset": self.dataset,
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+
+
+#: what each single-valued setting accepts, declared once (TrainConfig.validate checks them;
+#: the defaults are the dataclass fields')
+CONSTRAINTS: dict[str, Constraint] = {
+    "objective": Choice(*OBJECTIVES), "weight_preset": Choice(*WEIGHT_PRESETS), "inner": Choice(*INNER_MODES),
+    "attack_norm": Choice("Linf"), "buffer_init": Choice("uniform", "gaussian"), "optimizer": Choice("sgd", "adam"),
+    "schedule": Choice("constant", "step", "cosine"), "select_on": Choice("val_acc", "val_pgd_acc"),
+    "normalization": Choice("identity", "jem"), "bf16": Bool(), "attack_bf16": Bool(),
+    "train_subset": Optional(Int(low=2)), "val_pgd_size": Int(low=0), "trades_beta": Real(low=0.0),
+    "eps": Real(low=0.0, high=1.0), "attack_step": Real(low=0.0, low_open=True), "attack_steps": Int(low=1),
+    "val_attack_steps": Int(low=0), "sgld_steps": Int(low=0), "sgld_step_size": Real(low=0.0),
+    "sgld_noise": Real(low=0.0), "n_negatives": Optional(Int(low=1)), "buffer_size": Int(low=1),
+    "reinit_prob": Real(low=0.0, high=1.0), "input_noise": Real(low=0.0), "lr": Real(low=0.0, low_open=True),
+    "momentum": Real(low=0.0, high=1.0), "weight_decay": Real(low=0.0), "warmup_steps": Int(low=0),
+    "decay_rate": Real(low=0.0, low_open=True), "epochs": Int(low=1), "batch_size": Int(low=1),
+    "grad_clip": Real(low=0.0), "seed": Int(low=0), "num_threads": Int(low=0), "checkpoint_every": Int(low=0),
+    "loss_threshold": Real(low=0.0, low_open=True), "max_rollbacks": Int(low=0),
+    "rollback_lr_factor": Real(low=0.0, high=1.0, low_open=True),
+}
