@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from .energy import EnergyModel
-from .errors import CheckpointError, NotNativeError
+from .errors import CheckpointError
 from .utils import resolve_device
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def load_checkpoint(source: str | os.PathLike, family: str | None = None, device
 def _load_file(src, opts) -> LoadedCheckpoint:
     from .checkpoints.detect import check_options
     from .checkpoints.fetch import verify_sha256
-    from .checkpoints.safety import sniff_format
+    from .checkpoints.identify import identify
 
     path: Path = src.path
     family = src.family
@@ -146,11 +146,11 @@ def _load_file(src, opts) -> LoadedCheckpoint:
         check_options(opts, family)
     if opts.sha256 and src.url is None:
         verify_sha256(path, opts.sha256)
-    kind = sniff_format(path)
-    if kind == "safetensors" or (path.suffix == ".safetensors" and kind in ("unknown", "empty")):
-        return _load_safetensors(src, path, kind, opts)
+    what = identify(path)
+    if what.kind in ("native", "safetensors"):
+        return _load_safetensors(src, path, what, opts)
     if family == "native":
-        raise CheckpointError(f"family 'native' was asked for but {path} is not a safetensors file ({kind})")
+        raise CheckpointError(f"family 'native' was asked for but {path} is not a safetensors file ({what.format})")
     if family == "robustbench":
         return _load_zoo_path(src, path, opts)
     from .checkpoints.layout import unwrap
@@ -161,19 +161,12 @@ def _load_file(src, opts) -> LoadedCheckpoint:
     return _from_state(src, path, unwrapped, opts, native_hint=False)
 
 
-def _load_safetensors(src, path: Path, kind: str, opts) -> LoadedCheckpoint:
+def _load_safetensors(src, path: Path, what, opts) -> LoadedCheckpoint:
     from .checkpoints.detect import check_options
-    from .checkpoints.native import load_native, read_native_header
+    from .checkpoints.native import load_native
 
     family = src.family
-    try:
-        read_native_header(path)
-        is_native = True
-    except NotNativeError:
-        if kind != "safetensors":
-            raise
-        is_native = False
-    if is_native:
+    if what.kind == "native":
         if family not in (None, "native"):
             raise CheckpointError(f"family {family!r} was asked for but {path} is a landscape native checkpoint")
         check_options(opts, "native")

@@ -5,6 +5,8 @@ import builtins
 import json
 import pickle
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -351,3 +353,26 @@ def test_registry_entry_loads_from_the_cache(tmp_path):
     assert load_model("sadajem-cifar10", family="ebjdat").metadata["family"] == "ebjdat"
     with pytest.raises(CheckpointError, match="is a sadajem checkpoint, family='state_dict' was asked for"):
         load_model("sadajem-cifar10", family="state_dict")
+
+
+def test_identify_is_the_one_decision_of_loading_and_info(tmp_path):
+    from safetensors.torch import save_file
+
+    from landscape.checkpoints.identify import identify
+    from landscape.energy import EnergyModel
+
+    net = create_model("smallcnn", width=4, hidden=8)
+    native = save_model(EnergyModel(net, input_shape=(1, 28, 28), n_classes=10), tmp_path / "n.safetensors")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "s.safetensors"))
+    torch.save(net.state_dict(), tmp_path / "z.pt")
+    torch.save(net.state_dict(), tmp_path / "p.pt", _use_new_zipfile_serialization=False)
+    assert identify(native).kind == "native" and identify(native).header["architecture"] == "smallcnn"
+    assert identify(tmp_path / "s.safetensors").kind == "safetensors"
+    assert (identify(tmp_path / "z.pt").kind, identify(tmp_path / "z.pt").format) == ("pickle", "torch-zip")
+    assert (identify(tmp_path / "p.pt").kind, identify(tmp_path / "p.pt").format) == ("pickle", "pickle")
+    for name, content, words in (("h.pt", b"<!doctype html><html>", "HTML page"), ("e.pt", b"", "empty (0 bytes)"),
+                                 ("u.pt", b"\x00garbage", "truncated or corrupt"),
+                                 ("u.safetensors", b"\x00garbage", "not a readable safetensors file")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=re.escape(words)):
+            identify(tmp_path / name)

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, NotNativeError
+from ..errors import CheckpointError
 from .build import build_meta, check_state, count_values, describe_architecture, safetensors_meta
 from .detect import Options, plan_state_dict
 from .layout import Unwrapped, describe_keys, unwrap
 from .resolve import resolve_source
-from .safety import html_error, safe_torch_load, sniff_format
+from .identify import identify
+from .safety import safe_torch_load, sniff_format
 
 __all__ = ["CheckpointInfo", "inspect_checkpoint"]
 
@@ -60,8 +61,6 @@ def _buffer_summary(buffer: torch.Tensor) -> dict:
 
 def inspect_checkpoint(source, family: str | None = None, **overrides) -> CheckpointInfo:
     """Describe ``source`` (path, URL, registry or zoo name) without loading it into a model."""
-    from .native import read_native_header
-
     opts = Options.from_overrides(overrides)
     src = resolve_source(source, family, opts, download=False)
     info = CheckpointInfo(source=src.display)
@@ -80,19 +79,12 @@ def inspect_checkpoint(source, family: str | None = None, **overrides) -> Checkp
     path = Path(src.path)
     info.path = str(path)
     info.size_bytes = path.stat().st_size
-    info.format = sniff_format(path)
-    if info.format == "safetensors":
-        try:
-            header = read_native_header(path)
-        except NotNativeError:
-            header = None
-        if header is not None:
-            return _inspect_native(info, path, header)
+    what = identify(path)
+    info.format = what.format
+    if what.kind == "native":
+        return _inspect_native(info, path, what.header)
+    if what.kind == "safetensors":
         return _inspect_state(info, path, Unwrapped(safetensors_meta(path)), src.family, opts)
-    if info.format == "html":
-        raise html_error(path)
-    if info.format in ("empty", "unknown") and path.suffix == ".safetensors":
-        read_native_header(path)  # raises the native reader's error
     obj = safe_torch_load(path, mmap=True)
     return _inspect_state(info, path, unwrap(obj, str(path), opts.state_key), src.family, opts)
 
