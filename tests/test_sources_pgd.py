@@ -296,7 +296,8 @@ def test_bad_call_arguments(digits_model):
 
 def test_repr_and_cache_key_name_every_setting():
     p = PGD("L2", eps=0.5, step=0.1, steps=7, loss="energy", restarts=2)
-    assert repr(p) == "PGD(norm='L2', eps=0.5, step=0.1, steps=7, loss='energy', random_start=True, restarts=2, record_trajectory=False)"
+    assert repr(p) == ("PGD(norm='L2', eps=0.5, step=0.1, steps=7, loss='energy', random_start=True, start_sigma=0.001, "
+                       "project=True, restarts=2, record_trajectory=False)")
     assert p.cache_key() != PGD("L2", eps=0.5, step=0.1, steps=8, loss="energy", restarts=2).cache_key()
     assert p.needs_grad and p.name == "pgd"
 
@@ -318,3 +319,32 @@ def test_pgd_records_the_energy_of_its_iterates():
     same = PGD(eps=0.1, step=0.02, steps=5, loss="energy")(model, x, y, keys=keys)
     assert torch.equal(same, out)  # recording does not change the attack
     assert PGD(eps=0.1).last_trajectory is None and "record_trajectory" in repr(pgd)
+
+
+def test_custom_search_losses_gaussian_start_and_no_projection(digits_model):
+    """The trainer's searches are PGD configurations: a SearchLoss sees the clean logits,
+    the gaussian start is x + sigma N(0, 1), and project=False only clamps to [0, 1]."""
+    import torch.nn.functional as F
+
+    from landscape.sources import SearchLoss
+
+    x, y = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 10
+    seen = {}
+
+    def kl(logits, y, clean, temperature):
+        seen["clean"] = clean
+        return F.kl_div(F.log_softmax(logits, 1), F.softmax(clean, 1), reduction="none").sum(1)
+
+    pgd = PGD("Linf", eps=0.1, step=0.02, steps=5, loss=SearchLoss("kl", kl, needs_clean=True), random_start="gaussian")
+    xa = pgd(digits_model, x, y, keys=torch.arange(8), seed=0)
+    with torch.no_grad():
+        clean = digits_model.logits(x)
+        torch.testing.assert_close(seen["clean"], clean)
+        assert kl(digits_model.logits(xa), y, clean, 1.0).mean() > 10 * kl(digits_model.logits(
+            (x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)), y, clean, 1.0).mean()
+    assert (xa - x).abs().max() <= 0.1 + 1e-6
+    start = PGD("Linf", eps=0.1, step=0.02, steps=0, random_start="gaussian", start_sigma=0.5)(
+        digits_model, x, y, keys=torch.arange(8), seed=0)
+    assert (start - x).abs().max() > 0.1  # the gaussian start is not bounded by eps
+    free = PGD("Linf", eps=0.05, step=0.05, steps=6, project=False)(digits_model, x, y, keys=torch.arange(8), seed=0)
+    assert (free - x).abs().max() > 0.05 + 1e-3 and free.min() >= 0 and free.max() <= 1

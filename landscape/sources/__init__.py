@@ -33,7 +33,7 @@ from .clean import Clean
 from .defaults import ATTACK_DEFAULTS, attack_defaults
 from .noise import Noise
 from .ood import Dataset, OODDataset, match_shape
-from .pgd import PGD
+from .pgd import PGD, SearchLoss
 from .replay import Replay
 from .sgld import SGLD
 from .synthetic import GaussianImages, UniformImages
@@ -42,7 +42,7 @@ __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
     "Noise", "Dataset", "OODDataset", "GaussianImages", "UniformImages", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
     "randn_like_keyed", "rand_like_keyed", "attack_context", "logits_of", "SOURCES", "REGISTRY", "SourceKind",
-    "source_kind", "create_source", "source_settings",
+    "source_kind", "SearchLoss", "create_source", "source_settings",
 ]
 
 @dataclass(frozen=True)

@@ -6,14 +6,32 @@ import torch
 import torch.nn.functional as F
 
 from ..energy import conditional_energy_from_logits, energy_from_logits
-from ..errors import LandscapeError
 from ..rng import keyed_uniform
 from ._common import (attack_context, check_batch, check_bool, check_choice, check_int, check_labels,
                       check_number, check_overrides, logits_of, temperature_of, usable, working_copy)
 from .base import Source, rand_like_keyed, randn_like_keyed
 from .defaults import NORMS, attack_defaults
 
-__all__ = ["PGD"]
+__all__ = ["PGD", "SearchLoss"]
+
+
+class SearchLoss:
+    """A custom PGD objective: ``loss(logits, y, clean_logits, temperature)`` -> one value per
+    sample, ascended by the search. ``logits`` are float32; ``clean_logits`` are the
+    model's (no-grad, float32) logits of the unperturbed batch when ``needs_clean``, else
+    None. ``name`` and ``settings`` identify it in ``repr`` and cache keys."""
+
+    needs_clean: bool = False
+
+    def __init__(self, name: str, fn, needs_clean: bool = False, **settings):
+        self.name, self.fn, self.needs_clean, self.settings = name, fn, needs_clean, settings
+
+    def __call__(self, logits, y, clean, temperature):
+        return self.fn(logits, y, clean, temperature, **self.settings)
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.settings.items())
+        return f"SearchLoss({self.name!r}{args})"
 
 
 class PGD(Source):
@@ -32,10 +50,18 @@ class PGD(Source):
         loss: the objective raised by the ascent, per sample:
             ``"ce"`` cross-entropy of the true label (standard PGD),
             ``"energy"`` the marginal energy ``E(x)`` (pushes x to where the model
-            finds it unlikely), ``"conditional"`` the conditional energy ``E(x, y)``.
-        random_start: start from a uniform point of the Linf ball, or (L2) from a
-            Gaussian direction scaled to radius ``eps * u``, ``u ~ U[0, 1)``, as
-            torchattacks does; otherwise start from ``x``.
+            finds it unlikely), ``"conditional"`` the conditional energy ``E(x, y)``;
+            or a :class:`SearchLoss` (a named callable ``loss(logits, y, clean_logits,
+            temperature)`` returning one value per sample), how the trainer's inner
+            searches (EB-JDAT's saddle step, TRADES' KL, the released search) are
+            written as PGD configurations.
+        random_start: ``True`` (or ``"uniform"``): a uniform point of the Linf ball,
+            or (L2) a Gaussian direction scaled to radius ``eps * u``, ``u ~ U[0, 1)``,
+            as torchattacks does; ``"gaussian"``: ``x + start_sigma * N(0, 1)`` (TRADES'
+            start); ``False``: ``x`` itself.
+        start_sigma: the standard deviation of the ``"gaussian"`` start.
+        project: project every iterate onto the eps-ball (``False`` only clamps to
+            [0, 1]: the released EB-JDAT code's unprojected search, for comparison).
         restarts: independent random starts; each sample keeps its worst case:
             a misclassified result beats a correctly classified one, and among
             equals the higher final loss wins.
@@ -74,14 +100,20 @@ class PGD(Source):
     LOSSES = ("ce", "energy", "conditional")
 
     def __init__(self, norm: str = "Linf", eps: float = 8 / 255, step: float = 2 / 255, steps: int = 10,
-                 loss: str = "ce", random_start: bool = True, restarts: int = 1,
-                 record_trajectory: bool = False):
+                 loss: "str | SearchLoss" = "ce", random_start: "bool | str" = True, restarts: int = 1,
+                 record_trajectory: bool = False, start_sigma: float = 0.001, project: bool = True):
         self.norm = check_choice("norm", norm, NORMS)
         self.eps = check_number("eps", eps, low=0.0, high=1.0 if norm == "Linf" else None)
         self.step = check_number("step", step, low=0.0, low_open=True)
         self.steps = check_int("steps", steps, low=0)
-        self.loss = check_choice("loss", loss, self.LOSSES)
-        self.random_start = check_bool("random_start", random_start)
+        self.loss = loss if isinstance(loss, SearchLoss) else check_choice("loss", loss, self.LOSSES)
+        if random_start == "uniform":
+            random_start = True
+        if random_start != "gaussian":
+            check_bool("random_start", random_start)
+        self.random_start = random_start
+        self.start_sigma = check_number("start_sigma", start_sigma, low=0.0)
+        self.project = check_bool("project", project)
         self.restarts = check_int("restarts", restarts, low=1)
         self.record_trajectory = check_bool("record_trajectory", record_trajectory)
         self._last_trajectory: torch.Tensor | None = None
@@ -102,7 +134,10 @@ class PGD(Source):
         return cls(norm=norm, **args)
 
     # -- pieces --------------------------------------------------------------------
-    def _objective(self, logits: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    def _objective(self, logits: torch.Tensor, y: torch.Tensor, temperature: float,
+                   clean: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(self.loss, SearchLoss):
+            return self.loss(logits.float(), y, clean, temperature)
         if self.loss == "ce":
             return F.cross_entropy(logits.float(), y, reduction="none")
         if self.loss == "energy":
@@ -112,6 +147,9 @@ class PGD(Source):
     def _start(self, x0: torch.Tensor, keys, seed: int, restart: int) -> torch.Tensor:
         if not self.random_start:
             return x0.clone()
+        if self.random_start == "gaussian":
+            n = randn_like_keyed(x0, keys, seed, stream=2 * restart).to(x0.dtype)
+            return (x0 + self.start_sigma * n).clamp_(0.0, 1.0)
         if self.norm == "Linf":
             u = rand_like_keyed(x0, keys, seed, stream=2 * restart).to(x0.dtype)
             return (x0 + (2.0 * u - 1.0) * self.eps).clamp_(0.0, 1.0)
@@ -136,8 +174,14 @@ class PGD(Source):
             f, temperature = logits_of(model), temperature_of(model)
             x0, y = working_copy(x), usable(y)
             shape = (-1,) + (1,) * (x0.dim() - 1)
-            if self.norm == "Linf":
+            if not self.project:
+                lo, hi = torch.zeros_like(x0), torch.ones_like(x0)
+            elif self.norm == "Linf":
                 lo, hi = (x0 - eps).clamp_(min=0.0), (x0 + eps).clamp_(max=1.0)
+            clean = None
+            if isinstance(self.loss, SearchLoss) and self.loss.needs_clean:
+                with torch.no_grad():
+                    clean = f(x0).float()
             best, trajectory = None, [] if self.record_trajectory else None
             self._last_trajectory = None
             for r in range(self.restarts):
@@ -146,13 +190,16 @@ class PGD(Source):
                     logits = f(xa)
                     if trajectory is not None and r == 0:  # free: this forward pass is needed anyway
                         trajectory.append(energy_from_logits(logits.detach(), temperature))
-                    loss = self._objective(logits, y, temperature)
+                    loss = self._objective(logits, y, temperature, clean)
                     (g,) = torch.autograd.grad(loss.sum(), xa)
                     with torch.no_grad():
                         if g.dtype != xa.dtype:
                             g = g.to(xa.dtype)
-                        if self.norm == "Linf":
-                            xa.add_(g.sign_(), alpha=step)
+                        if self.norm == "Linf" or not self.project:
+                            if self.norm == "Linf":
+                                xa.add_(g.sign_(), alpha=step)
+                            else:
+                                xa.addcdiv_(g, g.flatten(1).norm(dim=1).clamp_min_(1e-12).view(shape), value=step)
                             xa.clamp_(lo, hi)
                         else:
                             gn = g.flatten(1).norm(dim=1).clamp_min_(1e-12).view(shape)
@@ -170,7 +217,7 @@ class PGD(Source):
                     return xa
                 with torch.no_grad():
                     logits = f(xa)
-                    loss = self._objective(logits, y, temperature).float()
+                    loss = self._objective(logits, y, temperature, clean).float()
                     wrong = logits.argmax(dim=1) != y
                 if best is None:
                     best, best_wrong, best_loss = xa, wrong, loss

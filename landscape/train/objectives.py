@@ -81,9 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..energy import energy_from_logits
-from ..sources import PGD, SGLD, ReplayBuffer
-from ..sources import attack_context, logits_of
-from ..sources.base import rand_like_keyed, randn_like_keyed
+from ..sources import PGD, SGLD, ReplayBuffer, SearchLoss
 from ..precision import full_precision
 from .config import TrainConfig
 
@@ -116,13 +114,33 @@ class TrackingBuffer(ReplayBuffer):
         return int(slots.numel())
 
 
+def _saddle(logits, y, clean, temperature, w_adv, w_advce):
+    # w_adv * (-E(x~)) + w_advce * CE(f(x~), y), per sample: the terms of the outer loss in x~
+    return w_adv * -energy_from_logits(logits, temperature) + w_advce * F.cross_entropy(logits, y, reduction="none")
+
+
+def _released(logits, y, clean, temperature):
+    # the released EB-JDAT search: f(x~)[y] + ||normalize(f(x~)) - normalize(f(x))||^2
+    true = logits.gather(1, y.view(-1, 1)).view(-1)
+    return true + (F.normalize(logits, dim=1) - F.normalize(clean, dim=1)).pow(2).sum(1)
+
+
+def _trades_kl(logits, y, clean, temperature):
+    # TRADES: KL(f(x) || f(x~)) per sample
+    return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(clean, dim=1), reduction="none").sum(1)
+
+
 class InnerMax:
-    """The adversarial search of a training step (see the module docstring).
+    """The adversarial search of a training step (see the module docstring): a
+    :class:`~landscape.sources.PGD` configuration, not a search of its own.
 
     ``kind``: ``saddle``, ``ce``, ``released``, ``released-compat`` or ``trades``
     (KL). ``saddle`` takes the outer weights ``w_adv`` (of ``energy_align``) and
     ``w_advce`` (of ``adv_ce``). Called as ``inner(model, x, y, keys, seed)`` with
-    ``x`` in [0, 1]; returns ``x~`` detached, in [0, 1].
+    ``x`` in [0, 1]; returns ``x~`` detached, in [0, 1]. ``inner.pgd`` is the PGD
+    source it runs (Linf; uniform random start, or TRADES' ``x + 0.001 N(0, 1)``;
+    ``released-compat``: eps and step halved, the released code's [-1, 1] units, and
+    no projection onto the eps-ball).
     """
 
     KINDS = ("saddle", "ce", "released", "released-compat", "trades")
@@ -133,60 +151,29 @@ class InnerMax:
         self.kind, self.eps, self.step, self.steps = kind, float(eps), float(step), int(steps)
         self.w_adv, self.w_advce = float(w_adv), float(w_advce)
         self.released_compat = kind == "released-compat"
-        self._pgd = None
-        if kind == "ce":
-            self._pgd = PGD("Linf", eps=eps, step=step, steps=steps, loss="ce", random_start=True)
+        loss = {"ce": "ce",
+                "saddle": SearchLoss("saddle", _saddle, w_adv=self.w_adv, w_advce=self.w_advce),
+                "released": SearchLoss("released", _released, needs_clean=True),
+                "released-compat": SearchLoss("released", _released, needs_clean=True),
+                "trades": SearchLoss("trades-kl", _trades_kl, needs_clean=True)}[kind]
+        scale = 0.5 if self.released_compat else 1.0
+        self.pgd = PGD("Linf", eps=self.eps * scale, step=self.step * scale, steps=self.steps, loss=loss,
+                       random_start="gaussian" if kind == "trades" else True, project=not self.released_compat)
 
     def __repr__(self) -> str:
         extra = f", w_adv={self.w_adv}, w_advce={self.w_advce}" if self.kind == "saddle" else ""
         return f"InnerMax(kind={self.kind!r}, eps={self.eps}, step={self.step}, steps={self.steps}{extra})"
 
-    def objective(self, logits: torch.Tensor, y: torch.Tensor, n_clean: torch.Tensor | None = None,
-                  p_clean: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def objective(self, logits: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor | None = None,
+                  temperature: float = 1.0) -> torch.Tensor:
         """The summed objective the search ascends, from float32 ``logits`` of ``x~``."""
-        if self.kind == "trades":
-            return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
-        if self.kind in ("released", "released-compat"):
-            true = logits.gather(1, y.view(-1, 1)).sum()
-            return true + (F.normalize(logits, dim=1) - n_clean).pow(2).sum()
-        if self.kind == "ce":
+        loss = self.pgd.loss
+        if loss == "ce":
             return F.cross_entropy(logits, y, reduction="sum")
-        # saddle: w_adv * (-E(x~)) + w_advce * CE(f(x~), y), per sample, summed
-        neg_energy = -energy_from_logits(logits, temperature)
-        return (self.w_adv * neg_energy + self.w_advce * F.cross_entropy(logits, y, reduction="none")).sum()
+        return loss(logits, y, clean_logits, temperature).sum()
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor | None, seed: int) -> torch.Tensor:
-        if self._pgd is not None:
-            return self._pgd(model, x, y, keys=keys, seed=seed)
-        return self._search(model, x, y, keys, seed)
-
-    def _search(self, model, x, y, keys, seed):
-        # released-compat: the released code's eps/step were in [-1, 1] units -> half in pixels, no ball projection
-        scale = 0.5 if self.released_compat else 1.0
-        eps, step = self.eps * scale, self.step * scale
-        x0 = x.detach().float()
-        with attack_context(model, x0):
-            f, temperature = logits_of(model), float(getattr(model, "temperature", 1.0))
-            with torch.no_grad():
-                clean = f(x0).float()
-                p_clean = F.softmax(clean, dim=1)
-                n_clean = F.normalize(clean, dim=1)
-            if self.kind == "trades":
-                xa = x0 + 0.001 * randn_like_keyed(x0, keys, seed, stream=0)
-            else:
-                xa = x0 + (2.0 * rand_like_keyed(x0, keys, seed, stream=0) - 1.0) * eps
-            xa = xa.clamp(0.0, 1.0).requires_grad_(True)
-            lo, hi = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
-            for _ in range(self.steps):
-                obj = self.objective(f(xa).float(), y, n_clean, p_clean, temperature)
-                (g,) = torch.autograd.grad(obj, xa)
-                with torch.no_grad():
-                    xa.add_(g.sign(), alpha=step)
-                    if self.released_compat:
-                        xa.clamp_(0.0, 1.0)
-                    else:
-                        xa.copy_(torch.maximum(torch.minimum(xa, hi), lo))
-        return xa.detach()
+        return self.pgd(model, x.detach().float(), y, keys=keys, seed=seed)
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
