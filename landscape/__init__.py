@@ -33,7 +33,7 @@ _LAZY = {
     "subset": "landscape.data",
     "train_val_split": "landscape.data",
     "save_model": "landscape.checkpoints.native",
-    "load_model": "landscape.loading",
+    "load_model": "landscape.checkpoints.load",
     "score": "landscape.engine",
     "set_progress": "landscape.utils",
     "seed_everything": "landscape.utils",

@@ -414,7 +414,7 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
         with ``record``, a :class:`Scored` holding it.
     """
     if not isinstance(model, EnergyModel):
-        from .loading import load_model
+        from .checkpoints.load import load_model
 
         model = load_model(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -29,7 +29,7 @@ from ..energy import eval_mode
 from ..engine import dataset_indices, score
 from ..precision import autocast
 from ..errors import CheckpointError, ConfigError, LandscapeError
-from ..loading import load_model
+from ..checkpoints.load import load_model
 from ..sources import SGLD, Replay, create_source
 from ..utils import resolve_device
 from .config import AnalysisConfig, load_analysis

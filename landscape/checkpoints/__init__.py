@@ -1,5 +1,8 @@
-"""Reading other people's checkpoints: families, registry, fetching, safety.
+"""Every checkpoint format, read and written: the toolkit's own, other people's, the registry.
 
+* :mod:`.identify`   what a file is (native, safetensors state_dict, pickle): the one decision
+* :mod:`.native`     the toolkit's own format (one self-describing ``.safetensors`` file)
+* :mod:`.load`       building an EnergyModel from any of them (``landscape.load_model``)
 * :mod:`.safety`     ``torch.load(weights_only=True)`` with one clear error per failure
 * :mod:`.fetch`      the download cache (``$LANDSCAPE_HOME``), sha256, HTML pages, offline mode
 * :mod:`.manifest`   the registry ``checkpoints/manifest.toml``
@@ -12,7 +15,7 @@
 * :mod:`.describe`   describing a checkpoint without running it
 
 The entry points are :func:`landscape.load_model` / :func:`landscape.loading.load_checkpoint`
-and :func:`inspect_checkpoint`.
+(short paths of :mod:`.load`), :func:`landscape.save_model` and :func:`inspect_checkpoint`.
 """
 
 from .detect import FAMILIES

@@ -28,7 +28,7 @@ def run(args) -> int:
     from ..data import load_dataset, subset
     from ..engine import score
     from ..errors import LandscapeError
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
     from ..utils import check_output_file, write_table
 
     if args.out:

@@ -99,7 +99,7 @@ def parse_metrics(metrics) -> list[str]:
 
 
 def _models(models) -> list[tuple[str, EnergyModel]]:
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
     from ._common import model_name
 
     if isinstance(models, (EnergyModel, str, os.PathLike)):

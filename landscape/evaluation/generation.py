@@ -177,7 +177,7 @@ def feature_frechet_distance(features1, features2) -> float:
 # ============================================================================ reference classifier
 def reference_classifier(dataset: str | None = "fashion-mnist", path=None, device="cpu") -> EnergyModel:
     """The reference classifier of the offline FD: ``path`` if given, else the bundled one for ``dataset``."""
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
 
     if path is None:
         from ..data import dataset_info

@@ -151,7 +151,7 @@ def _build_model(cfg: TrainConfig, shape, n_classes: int, class_names) -> Energy
 def _init_from(cfg: TrainConfig, model: EnergyModel, buffer) -> None:
     """Load ``cfg.init_from``'s weights into ``model`` (same architecture, arguments and
     normalisation), and its replay buffer, when it has one of the same shape, into ``buffer``."""
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
 
     src = load_model(cfg.init_from)
     if type(src.net).__name__ != type(model.net).__name__ or getattr(src.net, "arch_kwargs", None) != model.net.arch_kwargs:
