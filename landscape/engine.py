@@ -26,6 +26,7 @@ a source makes out of each clean batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -256,106 +257,146 @@ def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Se
     if precision not in PRECISIONS:
         raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = resolve_device(device)
-    if channels_last is None:
-        channels_last = precision == "bf16"
+    channels_last = precision == "bf16" if channels_last is None else channels_last
     sel = selection(data)
     rank, world = _dist_info(distributed)
     everything = np.arange(len(sel)) if positions is None else np.asarray(positions, dtype=np.int64)
     mine = np.array_split(everything, world)[rank]
     limit = len(sel) if record_n is None else int(record_n)
     needs_grad = any(getattr(s, "needs_grad", False) for s in sources.values())
-    acc: dict[str, dict[str, list]] = {s: {k: [] for k in ("index", "label", "prediction", "energy",
-                                                          "conditional_energy", *keep)} for s in sources}
+    rec = _Recorder(sources, keep)
+    with _placed(model, device, channels_last), _trajectories(sources, "trajectory" in keep) as steps:
+        for i, start in enumerate(progress(range(0, len(mine), batch_size), enabled=progress_bar,
+                                           desc=f"scoring {label}".strip(), unit="batch")):
+            pos = mine[start:start + batch_size]
+            x, y = sel.fetch(pos)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            model.validate_input(x)
+            keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
+            if i == 0:
+                with autocast(device, precision):
+                    run_checks(model, x, needs_grad, checks)
+            take = pos < limit  # rows whose samples / trajectories / features are kept
+            for sname, src in sources.items():
+                steps.want(sname, bool(take.any()))
+                with autocast(device, precision):
+                    samples = make_samples(src, model, x, y, keys=keys, seed=seed)
+                    with torch.no_grad():
+                        out = model.energies(samples, y)
+                        feats = features(model, samples, out["logits"]) if "features" in keep else None
+                check_finite(out["energy"], f"energies of source {sname!r}")
+                rec.add(sname, sel.indices[pos], y, out, take, samples=samples, features=feats,
+                        trajectory=steps.last(sname))
+    return rec.merged(world)
 
+
+_COLUMNS = ("index", "label", "prediction", "energy", "conditional_energy")
+
+
+@contextlib.contextmanager
+def _placed(model: EnergyModel, device: torch.device, channels_last: bool):
+    """The model on ``device`` (channels-last when asked), in eval mode, its per-call input
+    check off (the loop validates each clean batch once; sources return [0, 1] samples by
+    contract); everything restored afterwards, also on error."""
     original_device = next(iter(model.parameters()), torch.empty(0)).device
-    fmt_changed, check_inputs = False, model.check_inputs
-    # Every clean batch is validated once below; sources return [0, 1] samples by
-    # contract, so the per-call input check is switched off while scoring.
+    check_inputs, fmt_changed = model.check_inputs, False
     model.check_inputs = False
-    model.to(device)
-    if channels_last and device.type in ("cpu", "cuda"):
-        model.to(memory_format=torch.channels_last)
-        fmt_changed = True
-    flags = {s: getattr(src, "record_trajectory", None) for s, src in sources.items()}
     try:
+        model.to(device)
+        if channels_last and device.type in ("cpu", "cuda"):
+            model.to(memory_format=torch.channels_last)
+            fmt_changed = True
         with eval_mode(model):
-            first = True
-            for start in progress(range(0, len(mine), batch_size), enabled=progress_bar, desc=f"scoring {label}".strip(),
-                                  unit="batch"):
-                pos = mine[start:start + batch_size]
-                x, y = sel.fetch(pos)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                model.validate_input(x)
-                keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
-                if first:
-                    with autocast(device, precision):
-                        run_checks(model, x, needs_grad, checks)
-                    first = False
-                take = pos < limit  # rows whose samples / trajectories are kept
-                for sname, src in sources.items():
-                    traj_wanted = "trajectory" in keep and flags[sname] is not None and bool(take.any())
-                    if flags[sname] is not None:
-                        src.record_trajectory = bool(flags[sname] or traj_wanted)
-                    with autocast(device, precision):
-                        samples = make_samples(src, model, x, y, keys=keys, seed=seed)
-                        with torch.no_grad():
-                            out = model.energies(samples, y)
-                            feats = features(model, samples, out["logits"]) if "features" in keep else None
-                    check_finite(out["energy"], f"energies of source {sname!r}")
-                    rec = acc[sname]
-                    rec["index"].append(sel.indices[pos])
-                    rec["label"].append(y.cpu().numpy())
-                    rec["prediction"].append(out["logits"].argmax(1).cpu().numpy())
-                    rec["energy"].append(out["energy"].float().cpu().numpy())
-                    rec["conditional_energy"].append(out["conditional_energy"].float().cpu().numpy())
-                    if "logits" in keep:
-                        rec["logits"].append(out["logits"].detach().float().cpu())
-                    if not take.any():
-                        continue
-                    mask = torch.as_tensor(take)
-                    if "samples" in keep:
-                        rec["samples"].append(samples.detach().float().cpu()[mask].contiguous())
-                    if "features" in keep:
-                        rec["features"].append(feats.detach().float().cpu()[mask])
-                    if traj_wanted:
-                        traj = getattr(src, "last_trajectory", None)
-                        if traj is not None:
-                            rec["trajectory"].append(traj.detach().float().cpu()[mask])
+            yield model
     finally:
-        for sname, flag in flags.items():
-            if flag is not None:
-                sources[sname].record_trajectory = flag
         model.check_inputs = check_inputs
         if fmt_changed:
             model.to(memory_format=torch.contiguous_format)
         model.to(original_device)
 
-    parts = {}
-    for sname, rec in acc.items():
-        part = {
-            "index": np.concatenate(rec["index"]).astype(np.int64) if rec["index"] else np.zeros(0, np.int64),
-            "label": np.concatenate(rec["label"]).astype(np.int64) if rec["label"] else np.zeros(0, np.int64),
-            "prediction": np.concatenate(rec["prediction"]).astype(np.int64) if rec["prediction"] else np.zeros(0, np.int64),
-            "energy": np.concatenate(rec["energy"]).astype(np.float64) if rec["energy"] else np.zeros(0),
-            "conditional_energy": (np.concatenate(rec["conditional_energy"]).astype(np.float64)
-                                   if rec["conditional_energy"] else np.zeros(0)),
-        }
-        for k in keep:
-            part[k] = torch.cat(rec[k]) if rec[k] else None
-        parts[sname] = part
-    if world > 1:
-        gathered = _gather(parts, world)
+
+class _TrajectorySwitch:
+    """Turns the iterative sources' trajectory recording on for the batches whose rows are kept."""
+
+    def __init__(self, sources: Mapping[str, object], wanted: bool):
+        self.sources, self.wanted = sources, wanted
+        self.flags = {s: getattr(src, "record_trajectory", None) for s, src in sources.items()}
+        self.on: dict[str, bool] = {}
+
+    def want(self, sname: str, rows_kept: bool) -> None:
+        flag = self.flags[sname]
+        self.on[sname] = self.wanted and flag is not None and rows_kept
+        if flag is not None:
+            self.sources[sname].record_trajectory = bool(flag or self.on[sname])
+
+    def last(self, sname: str) -> torch.Tensor | None:
+        return getattr(self.sources[sname], "last_trajectory", None) if self.on.get(sname) else None
+
+    def restore(self) -> None:
+        for sname, flag in self.flags.items():
+            if flag is not None:
+                self.sources[sname].record_trajectory = flag
+
+
+@contextlib.contextmanager
+def _trajectories(sources: Mapping[str, object], wanted: bool):
+    switch = _TrajectorySwitch(sources, wanted)
+    try:
+        yield switch
+    finally:
+        switch.restore()
+
+
+class _Recorder:
+    """What :func:`collect` keeps per source, batch by batch, then as arrays (gathered across ranks)."""
+
+    def __init__(self, sources: Mapping[str, object], keep: Sequence[str]):
+        self.keep = tuple(keep)
+        self.acc = {s: {k: [] for k in (*_COLUMNS, *self.keep)} for s in sources}
+
+    def add(self, sname: str, index: np.ndarray, y: torch.Tensor, out: dict, take: np.ndarray, *,
+            samples: torch.Tensor, features: torch.Tensor | None, trajectory: torch.Tensor | None) -> None:
+        rec = self.acc[sname]
+        rec["index"].append(index)
+        rec["label"].append(y.cpu().numpy())
+        rec["prediction"].append(out["logits"].argmax(1).cpu().numpy())
+        rec["energy"].append(out["energy"].float().cpu().numpy())
+        rec["conditional_energy"].append(out["conditional_energy"].float().cpu().numpy())
+        if "logits" in self.keep:
+            rec["logits"].append(out["logits"].detach().float().cpu())
+        if not take.any():
+            return
+        mask = torch.as_tensor(take)
+        if "samples" in self.keep:
+            rec["samples"].append(samples.detach().float().cpu()[mask].contiguous())
+        if "features" in self.keep:
+            rec["features"].append(features.detach().float().cpu()[mask])
+        if trajectory is not None:
+            rec["trajectory"].append(trajectory.detach().float().cpu()[mask])
+
+    def parts(self) -> dict[str, dict]:
+        dtypes = {"index": np.int64, "label": np.int64, "prediction": np.int64, "energy": np.float64,
+                  "conditional_energy": np.float64}
+        out = {}
+        for sname, rec in self.acc.items():
+            part = {k: np.concatenate(rec[k]).astype(t) if rec[k] else np.zeros(0, t) for k, t in dtypes.items()}
+            part.update({k: torch.cat(rec[k]) if rec[k] else None for k in self.keep})
+            out[sname] = part
+        return out
+
+    def merged(self, world: int) -> dict[str, dict]:
+        parts = self.parts()
+        if world == 1:
+            return parts
         merged = {}
-        for sname, pieces in gathered.items():
-            merged[sname] = {k: np.concatenate([p[k] for p in pieces]) for k in
-                             ("index", "label", "prediction", "energy", "conditional_energy")}
-            for k in keep:
+        for sname, pieces in _gather(parts, world).items():
+            merged[sname] = {k: np.concatenate([p[k] for p in pieces]) for k in _COLUMNS}
+            for k in self.keep:
                 got = [p[k] for p in pieces if p[k] is not None]
                 merged[sname][k] = torch.cat(got) if got else None
-        parts = merged
-    return parts
+        return merged
 
 
 # ----------------------------------------------------------------------------- score

@@ -276,7 +276,6 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
                 add(name, "ece", ece, len(y), {**common, "n": len(y), "bins": ece_bins, "binning": "equal-width",
                                                "confidence": "top-label softmax (T=1)"})
                 if figures is not None:
-
                     conf, ok = confidences(probs, y.numpy())
                     plot_reliability_diagram(calibration_bins(conf, ok, ece_bins), figures,
                                              name=f"reliability-{slug(name)}",

@@ -16,7 +16,7 @@ from landscape.native import read_native_header
 from landscape.train import TrainConfig, load_recipe
 from landscape.utils import file_sha256
 
-ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist"
+ROOT = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist"
 NAMES = ("standard", "pgdat", "trades", "jem", "ebjdat")
 #: the floors the bundled models must meet on the Fashion-MNIST test split (clean, PGD-20 at eps 0.1)
 FLOORS = {"standard": ("clean_acc", 90.0), "pgdat": ("pgd20_acc", 60.0)}

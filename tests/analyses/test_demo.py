@@ -11,7 +11,7 @@ import pytest
 
 from landscape.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("standard", "pgdat", "trades", "jem", "ebjdat")
 
 
@@ -71,7 +71,7 @@ def test_a_wheel_installed_elsewhere_runs_the_demo(tmp_path):
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                         str(tmp_path / "dist"), str(root)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

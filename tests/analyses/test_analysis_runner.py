@@ -14,7 +14,7 @@ from landscape.energy import EnergyModel
 from landscape.errors import ConfigError
 from landscape.models import create_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -237,13 +237,13 @@ def test_bundled_models_load_by_registry_name_offline_and_check_their_hash(tmp_p
     monkeypatch.setenv("LANDSCAPE_OFFLINE", "1")  # the shipped files need no cache and no network
     for name in ("standard", "pgdat", "trades", "jem", "ebjdat"):
         by_name = load_model(f"fmnist-{name}")
-        by_path = load_model(str(Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist" / f"{name}.safetensors"))
+        by_path = load_model(str(Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist" / f"{name}.safetensors"))
         x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
         assert torch.equal(by_name.logits(x), by_path.logits(x)), name
         assert by_name.metadata["registry"]["name"] == f"fmnist-{name}"
     assert _files(tmp_path / "home") == []
     # a shipped file that disagrees with its entry is refused with a message naming both
-    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist" / "standard.safetensors"
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "fmnist" / "standard.safetensors"
     (tmp_path / "fmnist").mkdir()
     (tmp_path / "fmnist" / "standard.safetensors").write_bytes(shipped.read_bytes()[:-1] + b" ")
     manifest = tmp_path / "manifest.toml"
