@@ -43,7 +43,7 @@ from .cache import EnergyCache, model_fingerprint, tensor_digest
 from .checks import check_finite, run_checks
 from .energy import EnergyModel, eval_mode
 from .errors import LandscapeError
-from .precision import PRECISIONS, autocast
+from .precision import PRECISIONS, autocast, full_precision
 from .sources.base import make_samples
 from .utils import progress, resolve_device
 
@@ -276,12 +276,12 @@ def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Se
             model.validate_input(x)
             keys = torch.as_tensor(sel.indices[pos], dtype=torch.int64, device=device)
             if i == 0:
-                with autocast(device, precision):
+                with _in_precision(device, precision):
                     run_checks(model, x, needs_grad, checks)
             take = pos < limit  # rows whose samples / trajectories / features are kept
             for sname, src in sources.items():
                 steps.want(sname, bool(take.any()))
-                with autocast(device, precision):
+                with _in_precision(device, precision):
                     samples = make_samples(src, model, x, y, keys=keys, seed=seed)
                     with torch.no_grad():
                         out = model.energies(samples, y)
@@ -293,6 +293,11 @@ def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Se
 
 
 _COLUMNS = ("index", "label", "prediction", "energy", "conditional_energy")
+
+
+def _in_precision(device: torch.device, precision: str):
+    """``precision`` exactly: bf16 autocast, or float32 even inside a caller's own autocast."""
+    return autocast(device, precision) if precision == "bf16" else full_precision(device)
 
 
 @contextlib.contextmanager

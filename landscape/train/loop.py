@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..data import dataset_info, load_dataset, subset, to_tensors, train_val_split
-from ..energy import EnergyModel, energy_from_logits, eval_mode
+from ..energy import EnergyModel
 from ..errors import ConfigError
 from ..models import create_model
 from ..models.registry import get_model_entry
@@ -192,41 +193,30 @@ def _write_metrics(out_dir: Path, history: list, events: list) -> None:
     atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
 
 
-@torch.no_grad()
-def _evaluate(model: EnergyModel, cfg: TrainConfig, x_val, y_val, device, autocast) -> dict:
-    """Validation metrics: clean accuracy, PGD accuracy on a subset, mean energies."""
-    out = {}
-    correct, energies = 0, []
-    with eval_mode(model):
-        for i in range(0, x_val.shape[0], 512):
-            xb, yb = x_val[i:i + 512].to(device), y_val[i:i + 512].to(device)
-            with autocast():
-                logits = model.logits(xb).float()
-            correct += int((logits.argmax(1) == yb).sum())
-            energies.append(energy_from_logits(logits, model.temperature))
-        out["val_acc"] = correct / max(x_val.shape[0], 1)
-        out["val_e_clean"] = float(torch.cat(energies).mean())
-        n = min(cfg.val_pgd_size, x_val.shape[0])
-        if n and cfg.val_attack_steps:
-            pgd = PGD("Linf", eps=cfg.eps, step=cfg.eps / 4, steps=cfg.val_attack_steps, loss="ce")
-            correct, energies = 0, []
-            for i in range(0, n, 256):
-                j = min(i + 256, n)
-                xb, yb = x_val[i:j].to(device), y_val[i:j].to(device)
-                keys = torch.arange(i, j)
-                # always fp32, as the evaluation table measures it: this metric selects best.safetensors
-                xa = pgd(model, xb, yb, keys=keys, seed=cfg.seed)
-                logits = model.logits(xa).float()
-                correct += int((logits.argmax(1) == yb).sum())
-                energies.append(energy_from_logits(logits, model.temperature))
-            out["val_pgd_acc"] = correct / n
-            out["val_e_adv"] = float(torch.cat(energies).mean())
-        m = min(128, x_val.shape[0])
-        if cfg.sgld_steps and m:
-            sgld = SGLD(steps=cfg.sgld_steps, step_size=cfg.sgld_step_size, noise=cfg.sgld_noise, init="uniform")
-            with autocast():
-                xs = sgld(model, x_val[:m].to(device), keys=torch.arange(m), seed=cfg.seed)
-                out["val_e_sgld"] = float(energy_from_logits(model.logits(xs).float(), model.temperature).mean())
+def _evaluate(model: EnergyModel, cfg: TrainConfig, x_val, y_val, device) -> dict:
+    """Validation metrics: clean accuracy, PGD accuracy on a subset, mean energies (run by the
+    engine's batch loop; the sample keys are the validation positions)."""
+    from ..engine import collect
+    from ..sources import Clean
+
+    precision = "bf16" if cfg.bf16 else "fp32"
+    common = dict(device=device, channels_last=False, seed=cfg.seed, progress_bar=False)  # the trainer's format stays
+    clean = collect(model, (x_val, y_val), {"clean": Clean()}, batch_size=512, precision=precision, **common)["clean"]
+    out = {"val_acc": float(np.mean(clean["prediction"] == clean["label"])) if len(clean["label"]) else 0.0,
+           "val_e_clean": float(np.mean(clean["energy"]))}
+    n = min(cfg.val_pgd_size, x_val.shape[0])
+    if n and cfg.val_attack_steps:
+        pgd = PGD("Linf", eps=cfg.eps, step=cfg.eps / 4, steps=cfg.val_attack_steps, loss="ce")
+        # always fp32, as the evaluation table measures it: this metric selects best.safetensors
+        adv = collect(model, (x_val[:n], y_val[:n]), {"pgd": pgd}, batch_size=256, precision="fp32", **common)["pgd"]
+        out["val_pgd_acc"] = float(np.mean(adv["prediction"] == adv["label"]))
+        out["val_e_adv"] = float(np.mean(adv["energy"]))
+    m = min(128, x_val.shape[0])
+    if cfg.sgld_steps and m:
+        sgld = SGLD(steps=cfg.sgld_steps, step_size=cfg.sgld_step_size, noise=cfg.sgld_noise, init="uniform")
+        gen = collect(model, (x_val[:m], y_val[:m]), {"sgld": sgld}, batch_size=m, precision=precision,
+                      **common)["sgld"]
+        out["val_e_sgld"] = float(np.mean(gen["energy"]))
     return out
 
 
@@ -522,7 +512,7 @@ class _Trainer:
                "rollbacks": self.rollbacks}
         row.update({f"train_{k}": s / max(n, 1) for k, (s, n) in self.running.items()})
         if self.dist.is_main:
-            row.update(_evaluate(self.model, cfg, self.x_val, self.y_val, self.device, self.autocast))
+            row.update(_evaluate(self.model, cfg, self.x_val, self.y_val, self.device))
             log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                                 for k, v in row.items()))
         self.history.append(row)

@@ -159,8 +159,8 @@ def test_validation_attack_runs_in_float32_even_under_bf16_training(monkeypatch)
     model = landscape.EnergyModel(model, input_shape=(1, 8, 8), n_classes=10)
     x = torch.rand(70, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.arange(70) % 10
-    out = loop._evaluate(model, cfg, x, y, torch.device("cpu"),
-                         lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as in a bf16 training step
+        out = loop._evaluate(model, cfg, x, y, torch.device("cpu"))
     assert seen and not any(seen)
     assert 0.0 <= out["val_pgd_acc"] <= 1.0 and math.isfinite(out["val_e_adv"])
 
