@@ -57,29 +57,11 @@ COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy
 
 # ----------------------------------------------------------------------------- sources
 def parse_source_spec(spec: str, dataset: str | None = None):
-    """Build a source from ``"name"`` or ``"name:key=value:key=value"``.
+    """Build a source from ``"name"`` or ``"name:key=value:key=value"``: see
+    :func:`landscape.sources.parse_spec` (the sources package owns the spec syntax)."""
+    from .sources import parse_spec
 
-    ``"pgd"`` and ``"autoattack"`` take their radius from the per-dataset defaults;
-    ``"pgd:steps=20:loss=energy"`` overrides settings; ``"ood:dataset=mnist"``
-    scores images of another dataset. Values are Python literals or plain words.
-    """
-    import ast
-
-    from . import sources as S
-
-    name, *pairs = [p.strip() for p in spec.split(":")]
-    kwargs = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise LandscapeError(f"source settings must look like name:key=value, got {spec!r}")
-        try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            kwargs[key.strip()] = value.strip()
-    if name == "ood" and "dataset" not in kwargs:
-        raise LandscapeError(f"source 'ood' needs the out-of-distribution dataset, e.g. 'ood:dataset=mnist', got {spec!r}")
-    return S.create_source(name, dataset, **kwargs)
+    return parse_spec(spec, dataset)
 
 
 def resolve_sources(sources, dataset: str | None = None) -> dict[str, object]:

@@ -55,12 +55,12 @@ def ood_source(spec) -> tuple[str, Source]:
         return getattr(spec, "name", type(spec).__name__), spec
     if not isinstance(spec, str) or not spec.strip():
         raise LandscapeError(f"an OOD set must be a dataset name, 'gaussian', 'uniform' or a Source, got {spec!r}")
-    from ..engine import parse_source_spec
+    from ..sources import parse_spec
 
     name = spec.split(":", 1)[0].strip()
     # one spec parser for every source: "gaussian:sigma=0.3", "uniform", or a dataset
     # name, which is the ood source "ood:dataset=NAME:..."
-    return spec, parse_source_spec(spec if name in ("gaussian", "uniform") else f"ood:dataset={spec.strip()}")
+    return spec, parse_spec(spec if name in ("gaussian", "uniform") else f"ood:dataset={spec.strip()}")
 
 
 def _scores(values, name: str) -> np.ndarray:

@@ -42,7 +42,7 @@ __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
     "Noise", "Dataset", "OODDataset", "GaussianImages", "UniformImages", "match_shape", "ATTACK_DEFAULTS", "attack_defaults",
     "randn_like_keyed", "rand_like_keyed", "attack_context", "logits_of", "SOURCES", "REGISTRY", "SourceKind",
-    "source_kind", "SearchLoss", "create_source", "source_settings",
+    "source_kind", "SearchLoss", "parse_spec", "create_source", "source_settings",
 ]
 
 @dataclass(frozen=True)
@@ -120,3 +120,30 @@ def create_source(name: str, dataset: str | None = None, /, **kwargs) -> Source:
         return cls(**kwargs)
     except TypeError as exc:
         raise LandscapeError(f"source {name!r} got bad arguments {sorted(kwargs)}: {exc}") from None
+
+
+def parse_spec(spec: str, dataset: str | None = None) -> Source:
+    """Build a source from ``"name"`` or ``"name:key=value:key=value"`` (the command line's
+    and the OOD sets' syntax).
+
+    ``"pgd"`` and ``"autoattack"`` take their radius from the per-dataset defaults;
+    ``"pgd:steps=20:loss=energy"`` overrides settings; ``"ood:dataset=mnist"`` scores
+    images of another dataset. Values are Python literals or plain words.
+    """
+    import ast
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise LandscapeError(f"a source spec must look like name or name:key=value, got {spec!r}")
+    name, *pairs = [p.strip() for p in spec.split(":")]
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LandscapeError(f"source settings must look like name:key=value, got {spec!r}")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = value.strip()
+    if name == "ood" and "dataset" not in kwargs:
+        raise LandscapeError(f"source 'ood' needs the out-of-distribution dataset, e.g. 'ood:dataset=mnist', got {spec!r}")
+    return create_source(name, dataset, **kwargs)
