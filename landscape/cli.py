@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    dist = _join_torchrun(args)
     try:
         return int(args.func(args) or 0)
     except LandscapeError as exc:
@@ -64,6 +65,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+#: commands that shard their samples across the ranks of a torchrun launch (train runs DDP itself)
+SHARDED = ("score", "report", "demo", "eval")
+
+
+def _join_torchrun(args):
+    """Under ``torchrun`` (WORLD_SIZE > 1), join the process group for a sharded command:
+    gloo on the CPU, NCCL on GPUs. Every rank scores its shard of the samples and the
+    tables are gathered; only rank 0 prints and writes (the others' stdout is discarded)."""
+    import os
+
+    if args.command not in SHARDED or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from .train.ddp import init_distributed
+
+    dist = init_distributed(getattr(args, "device", None) or "auto")
+    logging.getLogger(__name__).info("torchrun: rank %d of %d", dist.rank, dist.world_size)
+    if dist.rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    return dist
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -244,6 +244,9 @@ def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Se
     rank, world = _dist_info(distributed)
     everything = np.arange(len(sel)) if positions is None else np.asarray(positions, dtype=np.int64)
     mine = np.array_split(everything, world)[rank]
+    if world > 1:
+        log.info("rank %d of %d scores %d of %d samples (%s)", rank, world, len(mine), len(everything),
+                 ", ".join(sources))
     limit = len(sel) if record_n is None else int(record_n)
     needs_grad = any(getattr(s, "needs_grad", False) for s in sources.values())
     rec = _Recorder(sources, keep)

@@ -141,6 +141,14 @@ def check_output_dir(path: str | os.PathLike, what: str = "--out", replaced: boo
     return path
 
 
+def is_main_process() -> bool:
+    """False on every rank but 0 of an initialised ``torch.distributed`` process group: only
+    the main process writes files and prints results (the command line under torchrun)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def offline() -> bool:
     """True when ``LANDSCAPE_OFFLINE`` is set to 1/true/yes/on: nothing is downloaded."""
     return os.environ.get("LANDSCAPE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -31,7 +31,7 @@ from ..precision import autocast
 from ..errors import CheckpointError, ConfigError, LandscapeError
 from ..checkpoints.load import load_model
 from ..sources import SGLD, Replay, create_source
-from ..utils import resolve_device
+from ..utils import is_main_process, resolve_device
 from .config import AnalysisConfig, load_analysis
 from .pipeline import AnalysisResult, analyse
 
@@ -199,7 +199,8 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
                      title=config.title, settings=settings, column=config.column, n_boot=config.n_boot, ci=config.ci,
                      seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
                      breakdown_n_boot=config.breakdown_n_boot)
-    result.paths = write_result(out_dir, result)
+    if is_main_process():  # under torchrun every rank holds the gathered tables; rank 0 writes the report
+        result.paths = write_result(out_dir, result)
     result.seconds = time.perf_counter() - start
     log.info("report written to %s in %.1f s", Path(out_dir), result.seconds)
     return result

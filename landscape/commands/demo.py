@@ -31,6 +31,8 @@ def run(args) -> int:
 def print_result(result) -> None:
     """The gap table (raw gaps beside scale-free statistics: energy scales differ between
     models) and where the report went, from the analysis result itself."""
+    if "index.html" not in result.paths:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     gaps = result.gaps
     cols = [c for c in ("model", "pair", "gap", "gap_lo", "gap_hi", "cohens_d", "auroc") if c in gaps.columns]
     print(gaps[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

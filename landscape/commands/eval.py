@@ -54,7 +54,7 @@ def run(args) -> int:
 
     from ..errors import LandscapeError
     from ..evaluation import evaluate, format_table, parse_metrics
-    from ..utils import check_output_dir, check_output_file
+    from ..utils import check_output_dir, check_output_file, is_main_process
 
     metrics = parse_metrics(args.metrics)  # validates before any model is loaded
     if args.out:
@@ -84,6 +84,8 @@ def run(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(table))
+    if not is_main_process():
+        return 0
     if args.out:
         print(f"evaluation table ({len(table)} rows) written to {args.out}", file=sys.stderr)
     if args.figures and "ece" in metrics:

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..engine import score
     from ..errors import LandscapeError
     from ..checkpoints.load import load_model
-    from ..utils import check_output_file, write_table
+    from ..utils import check_output_file, is_main_process, write_table
 
     if args.out:
         check_output_file(args.out, "--out", (".parquet", ".csv"))
@@ -46,7 +46,7 @@ def run(args) -> int:
                     std_energy=("energy", "std"), mean_conditional_energy=("conditional_energy", "mean"))
     print(f"{table['model'].iloc[0]} on {args.data} ({args.split}, n={len(ds)}, {args.precision})")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
-    if args.out:
+    if args.out and is_main_process():
         write_table(table, args.out)
         print(f"energy table ({len(table)} rows) written to {args.out}")
     return 0

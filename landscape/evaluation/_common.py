@@ -54,7 +54,7 @@ def source_logits(model: EnergyModel, sel: Selection, source=None, *, batch_size
         raise LandscapeError("data is empty: nothing to evaluate")
     part = collect(model, sel, {desc: source if source is not None else Clean()}, keep=("logits",),
                    batch_size=batch_size, device=device, precision=precision, channels_last=False, seed=seed,
-                   progress_bar=progress_bar, label=desc)[desc]
+                   progress_bar=progress_bar, label=desc, distributed=None)[desc]
     return part["logits"], torch.as_tensor(part["label"])
 
 
@@ -64,4 +64,4 @@ def source_samples(model: EnergyModel, sel: Selection, source, *, batch_size: in
     """The samples (float32, CPU) ``source`` makes from ``sel``, keyed like the engine."""
     return collect(model, sel, {desc: source}, keep=("samples",), batch_size=batch_size, device=device,
                    precision=precision, channels_last=False, seed=seed, progress_bar=progress_bar,
-                   label=desc)[desc]["samples"]
+                   label=desc, distributed=None)[desc]["samples"]

@@ -56,7 +56,7 @@ from .._version import __version__
 from ..energy import EnergyModel
 from ..errors import LandscapeError
 from ..validate import check_int
-from ..utils import atomic_write_text, check_output_dir, check_output_file, slug
+from ..utils import atomic_write_text, check_output_dir, check_output_file, is_main_process, slug
 from . import generation as G
 from .metrics import (ECE_BINS, calibration_bins, confidences, expected_calibration_error, plot_reliability_diagram,
                       softmax, wilson_interval)
@@ -275,7 +275,7 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
                 ece = expected_calibration_error(probs, y.numpy(), ece_bins)
                 add(name, "ece", ece, len(y), {**common, "n": len(y), "bins": ece_bins, "binning": "equal-width",
                                                "confidence": "top-label softmax (T=1)"})
-                if figures is not None:
+                if figures is not None and is_main_process():
                     conf, ok = confidences(probs, y.numpy())
                     plot_reliability_diagram(calibration_bins(conf, ok, ece_bins), figures,
                                              name=f"reliability-{slug(name)}",
@@ -324,7 +324,7 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
     table = (table.assign(_m=table["model"].map({name: i for i, (name, _) in enumerate(named)}),
                           _k=table["metric"].map(order))
              .sort_values(["_m", "_k"], kind="stable").drop(columns=["_m", "_k"]).reset_index(drop=True))
-    if out is not None:
+    if out is not None and is_main_process():  # under torchrun every rank holds the table; rank 0 writes it
         write_table(table, out)
     return table
 

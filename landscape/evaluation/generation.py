@@ -128,7 +128,7 @@ def penultimate_features(model: EnergyModel, x, *, layer: str | None = None, bat
     try:
         part = collect(model, data, {"features": Clean()}, keep=("features",), features=pick, batch_size=batch_size,
                        device=device, precision=precision, channels_last=False, progress_bar=progress_bar,
-                       label="features")["features"]
+                       label="features", distributed=None)["features"]
     finally:
         hook.close()
     return part["features"]

@@ -165,7 +165,7 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
 
         model_name = _name(model)
     table = score(model, data, sources, model_name=model_name, batch_size=batch_size, device=device,
-                  precision=precision, seed=seed, cache=False, checks=checks, distributed=False,
+                  precision=precision, seed=seed, cache=False, checks=checks, distributed=None,
                   progress_bar=progress_bar)
     clean = table[table["source"] == "clean"].reset_index(drop=True)
     out = pd.DataFrame({"index": clean["index"].to_numpy(), "label": clean["label"].to_numpy(),
