@@ -40,3 +40,20 @@ def test_engine_benchmark_prints_its_ratios():
 def test_attack_precision_benchmark_compares_both_searches(tmp_path):
     out = run("attack_precision.py", "--epochs", "1", "--seeds", "0", "--json", str(tmp_path / "r.json"))
     assert "bf16-search model / fp32-search model" in out and "training time, bf16 search / fp32 search" in out
+
+
+@pytest.mark.slow
+def test_device_check_runs_on_the_cpu_and_prints_every_ratio(tmp_path):
+    import json
+
+    out = run("device_check.py", "--device", "cpu", "--small", "--json", str(tmp_path / "dc.json"))
+    for label in ("(a) scoring throughput / bare forward loop", "(b) PGD-10 speed vs torchattacks.PGD",
+                  "(c) PGD-10 / 10 fwd+bwd of the bare network", "(c) SGLD-20 / 20 fwd+bwd of the bare network",
+                  "(d) EB-JDAT step / (JEM step + 3 PGD steps)", "(e) achieved bf16 TFLOP/s / the GPU's bf16 peak"):
+        assert label in out, out
+    doc = json.loads((tmp_path / "dc.json").read_text())
+    assert doc["network"] == "WRN-16-2" and doc["device_type"] == "cpu"
+    keys = {r["key"] for r in doc["ratios"]}
+    assert keys == {"scoring", "peak_share", "pgd_bound", "sgld_bound", "torchattacks", "ebjdat_bound"}
+    measured = {r["key"]: r["value"] for r in doc["ratios"] if r["value"] is not None}
+    assert all(v > 0 for v in measured.values()) and {"scoring", "pgd_bound", "sgld_bound", "ebjdat_bound"} <= set(measured)
