@@ -55,6 +55,7 @@ from ..errors import ConfigError
 from ..validate import Bool, Choice, Int, Optional, Real, Setting, Str, Table, check_settings, defaults, describe_settings
 
 __all__ = ["AnalysisConfig", "ModelSpec", "DataSpec", "SourceSpec", "load_analysis", "parse_analysis", "schema",
+           "starter",
            "SECTIONS"]
 
 
@@ -216,6 +217,40 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
     figs = check_settings(_table(doc.get("figures", {}), "[figures]"), FIGURES, f"[figures] of {where}", ConfigError)
     return AnalysisConfig(data=dspec, models=tuple(mspecs), sources=tuple(sspecs), **top, **stats, **figs,
                           path=str(path) if path else None)
+
+
+def starter() -> str:
+    """A commented starter analysis file: every key with its default and what it does
+    (generated from the declarations), on the bundled Fashion-MNIST models."""
+    from ..validate import _toml
+
+    def block(settings, skip=()):
+        out = []
+        for st in settings:
+            if st.name in skip:
+                continue
+            value = _toml(st.default) if not st.required else '"..."'
+            line = f"{st.name} = {value}" if st.default is not None else f"# {st.name} = ..."
+            out.append(f"{line:38s} # {st.doc}")
+        return out
+
+    lines = ["# A landscape analysis: models x data x sources -> energies, gap statistics and a report.",
+             "# Run it with: landscape report THIS_FILE --out report/NAME",
+             "# Every key: landscape report --schema (an unknown key is an error naming the allowed ones).", ""]
+    lines += ['title = "My energy landscape"'] + block(TOP, skip=("title",))
+    lines += ["", "[data]", 'name = "fashion-mnist"                 # dataset name (fashion-mnist, cifar10, digits, ...)']
+    lines += block(DATA, skip=("name", "n")) + ["n = 1000                               # a deterministic subset; leave out for all"]
+    for name in ("standard", "pgdat", "jem"):
+        lines += ["", "[[models]]", f'name = "{name}"',
+                  f'{f"checkpoint = {chr(34)}fmnist-{name}{chr(34)}":38s} # a path (relative to this file), URL or registry name']
+    lines += ["", "[sources.clean]", 'kind = "clean"', "",
+              "[sources.pgd]                          # settings not given come from the dataset's defaults",
+              'kind = "pgd"', "steps = 20", "",
+              "[sources.replay]                       # the JEM-family models' own samples (skipped for others)",
+              'kind = "replay"', "",
+              "[sources.sgld]                         # short chains from noise: measures the sampler too",
+              'kind = "sgld"', "steps = 20", "", "[statistics]"] + block(STATISTICS) + ["", "[figures]"] + block(FIGURES)
+    return "\n".join(lines) + "\n"
 
 
 def schema() -> str:

@@ -8,6 +8,8 @@ def add_parser(sub) -> None:
                        description="Run a declarative analysis (see analyses/*.toml) and write DIR/index.html, "
                                    "index.md, summary.json, energies.parquet, gaps.csv and figures/.")
     p.add_argument("analysis", nargs="?", help="analysis TOML file, or the name of one in analyses/ (e.g. fmnist-demo)")
+    p.add_argument("--init", metavar="FILE", default=None,
+                   help="write a commented starter analysis file to FILE (refuses to overwrite) and exit")
     p.add_argument("--schema", action="store_true",
                    help="print every key an analysis file takes (what it accepts, its default) and exit")
     p.add_argument("--out", default=None, help="report folder (default: report/<analysis name>)")
@@ -31,8 +33,18 @@ def run(args) -> int:
         print("\n[sources.NAME] tables take kind and that source's own settings: "
               "see README 'Scoring energies' (a key it does not take is an error naming the ones it does).")
         return 0
+    if args.init:
+        from ..analyses.config import starter
+        from ..utils import atomic_write_text, check_output_file
+
+        target = check_output_file(args.init, "--init", (".toml",))
+        if target.exists():
+            raise ConfigError(f"--init {args.init!r} exists; choose a new file (it is never overwritten)")
+        atomic_write_text(target, starter())
+        print(f"starter analysis written to {target}; run it with: landscape report {target}")
+        return 0
     if not args.analysis:
-        raise ConfigError("report needs an analysis file (or --schema)")
+        raise ConfigError("report needs an analysis file (or --init FILE, or --schema)")
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     path = analysis_path(args.analysis)

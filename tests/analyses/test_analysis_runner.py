@@ -200,3 +200,16 @@ def test_the_settings_page_is_generated_from_the_declarations(capsys):
     assert schema() in (ROOT / "docs" / "analysis-settings.md").read_text()
     assert main(["report", "--schema"]) == 0
     assert schema() in capsys.readouterr().out
+
+
+def test_init_writes_a_commented_starter_that_parses(tmp_path, capsys):
+    path = tmp_path / "mine.toml"
+    assert main(["report", "--init", str(path)]) == 0
+    text = path.read_text()
+    cfg = load_analysis(path)
+    assert [m.checkpoint for m in cfg.models] == ["fmnist-standard", "fmnist-pgdat", "fmnist-jem"]
+    assert [s.kind for s in cfg.sources] == ["clean", "pgd", "replay", "sgld"] and cfg.data.n == 1000
+    assert "# bootstrap replicates of every interval" in text  # the declarations' descriptions
+    capsys.readouterr()
+    assert main(["report", "--init", str(path)]) == 2  # never overwritten
+    assert "exists" in capsys.readouterr().err and path.read_text() == text
