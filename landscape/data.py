@@ -179,7 +179,8 @@ def _find_idx(candidates: list[Path], stem: str) -> Path | None:
     return None
 
 
-def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageTensorDataset:
+def _idx_files(name: str, split: str, root):
+    """``(images file, labels file, searched bases, stems)`` of an idx dataset (files None when absent)."""
     prefix = "train" if split == "train" else "t10k"
     img_stem, lbl_stem = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
     tv_folder = "FashionMNIST" if name == "fashion-mnist" else "MNIST"
@@ -189,7 +190,32 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageTenso
     folders = []
     for base in bases:
         folders += [base, base / name, base / tv_folder / "raw"]
-    img, lbl = _find_idx(folders, img_stem), _find_idx(folders, lbl_stem)
+    return _find_idx(folders, img_stem), _find_idx(folders, lbl_stem), bases, (img_stem, lbl_stem)
+
+
+_TV_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "svhn": "{split}_32x32.mat"}
+
+
+def dataset_location(name: str, split: str = "test", root: str | os.PathLike | None = None) -> str | None:
+    """Where ``name``'s ``split`` would be read from (without reading it), or None when it is
+    not present; searched as :func:`load_dataset` searches (``root``, ``$LANDSCAPE_DATA``,
+    the torchvision cache; Debian's package for Fashion-MNIST)."""
+    info = dataset_info(name)
+    if info.name == "digits":
+        return "bundled with scikit-learn"
+    if info.name in ("fashion-mnist", "mnist"):
+        img, lbl, _, _ = _idx_files(info.name, split, root)
+        return str(img.parent) if img is not None and lbl is not None else None
+    if info.name in _TV_MARKERS:
+        marker = _TV_MARKERS[info.name].format(split=split)
+        found = next((r for r in _search_roots(root) if (r / marker).exists()), None)
+        return str(found) if found is not None else None
+    return None  # imagefolder: wherever root= points
+
+
+def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageTensorDataset:
+    tv_folder = "FashionMNIST" if name == "fashion-mnist" else "MNIST"
+    img, lbl, bases, (img_stem, lbl_stem) = _idx_files(name, split, root)
     if (img is None or lbl is None) and download:
         import torchvision
 
@@ -220,7 +246,7 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageTenso
 def _load_torchvision(name: str, split: str, root, download: bool) -> ImageTensorDataset:
     import torchvision
 
-    markers = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "svhn": f"{split}_32x32.mat"}
+    markers = {k: v.format(split=split) for k, v in _TV_MARKERS.items()}
     roots = _search_roots(root)
     found = next((r for r in roots if (r / markers[name]).exists()), None)
     if found is None and download:

@@ -50,3 +50,16 @@ def test_quickstart_on_a_small_selection(tmp_path, capsys):
     assert (table["energy"] <= table["conditional_energy"] + 1e-5).all()
     clean = table[table.source == "clean"]
     assert clean["correct"].mean() > 0.5  # trained: far above chance on real images
+
+
+def test_info_says_where_each_dataset_is_and_which_checkpoints_are_offline(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path))
+    monkeypatch.setenv("LANDSCAPE_HOME", str(tmp_path / "home"))
+    assert main(["info"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert lines["cifar10"].endswith(str(tmp_path)) and lines["cifar100"].endswith("not found")
+    assert lines["digits"].endswith("bundled with scikit-learn")
+    assert "fashion-mnist" in lines["fashion-mnist"].split()[-1] or lines["fashion-mnist"].endswith("not found")
+    assert lines["fmnist-jem"].endswith("bundled, available offline")
+    assert lines["jem-cifar10"].endswith("not cached")
