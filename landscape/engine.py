@@ -50,7 +50,8 @@ from .utils import progress, resolve_device
 log = logging.getLogger(__name__)
 
 __all__ = ["score", "Scored", "collect", "KEEP", "selection", "Selection", "COLUMNS", "PRECISIONS",
-           "resolve_sources", "parse_source_spec", "dataset_indices", "default_model_name"]
+           "resolve_sources", "parse_source_spec", "dataset_indices", "default_model_name", "provenance",
+           "describe_source", "merge_tables"]
 
 COLUMNS = ["model", "source", "index", "label", "prediction", "correct", "energy", "conditional_energy"]
 
@@ -499,6 +500,7 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
             if store is not None and rank == 0 and sname in keys:
                 store.put(keys[sname], tables[sname])
     out = pd.concat([tables[s] for s in srcs], ignore_index=True)[COLUMNS]
+    out.attrs["landscape"] = {"models": {name: provenance(model, sel, srcs, precision=precision, seed=seed)}}
     if not record:
         return out
     cached = {k: v for k, v in srcs.items() if k not in parts}
@@ -510,6 +512,47 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
     trajectories = {s: parts[s]["trajectory"] for s in srcs
                     if "trajectory" in record and parts[s].get("trajectory") is not None}
     return Scored(out, samples, trajectories, sel.indices[: min(int(record_n), len(sel))])
+
+
+def describe_source(src) -> dict:
+    """A source's settings for provenance: its kind and every hyper-parameter, radii also as k/255."""
+    cfg = {"kind": getattr(src, "name", type(src).__name__)}
+    for k, v in src.config().items():
+        if k == "record_trajectory":
+            continue
+        cfg[k] = v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
+    for k in ("eps", "step"):
+        if isinstance(cfg.get(k), float):
+            cfg[f"{k}_255"] = round(cfg[k] * 255, 4)
+    return cfg
+
+
+def provenance(model, data, sources: Mapping[str, object], *, precision: str, seed: int) -> dict:
+    """What made an energy table: the model (file hash, or a hash of its weights), the data, every
+    source's settings, precision, seed and toolkit version. Stored in ``table.attrs["landscape"]``
+    (and so in the Parquet file's metadata)."""
+    sel = selection(data)
+    meta = getattr(model, "metadata", {}) or {}
+    return {
+        "model_file": str(meta.get("source", "")) or None,
+        "model_sha256": meta.get("sha256") or None,
+        "model_fingerprint": model_fingerprint(model)[:16],
+        "family": meta.get("family"),
+        "data": sel.describe(), "n": len(sel),
+        "precision": precision, "seed": int(seed), "toolkit_version": __version__,
+        "sources": {name: describe_source(src) for name, src in sources.items()},
+    }
+
+
+def merge_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Energy tables of several models as one, with every model's provenance kept in
+    ``attrs["landscape"]["models"]`` (``pd.concat`` alone drops attrs that differ)."""
+    models: dict = {}
+    for t in tables:
+        models.update((t.attrs.get("landscape") or {}).get("models", {}))
+    out = pd.concat(list(tables), ignore_index=True)
+    out.attrs = {"landscape": {"models": models}} if models else {}
+    return out
 
 
 def _table_problem(table: pd.DataFrame, sel: Selection) -> str | None:

@@ -84,8 +84,14 @@ class ReportFigure:
 
 # -- colours and labels ----------------------------------------------------------------
 
+def _kind(source: str) -> str:
+    """The registered kind of a source label: ``"pgd:steps=20"`` -> ``"pgd"`` (a spec's name)."""
+    return str(source).split(":", 1)[0]
+
+
 def source_color(source: str) -> str:
-    """The colour of one source: fixed for known sources, a hash of the name otherwise."""
+    """The colour of one source: fixed for registered sources (and specs of them, such as
+    ``pgd:steps=20``), a hash of the name otherwise."""
     source = str(source)
     if source in SOURCE_COLORS:
         return SOURCE_COLORS[source]
@@ -98,8 +104,11 @@ def source_palette(sources: Iterable) -> dict[str, str]:
     sorted order), so the result depends only on the set of names."""
     names = order_sources(sources)
     palette = {s: SOURCE_COLORS[s] for s in names if s in SOURCE_COLORS}
-    used: set[str] = set()
-    for s in sorted(s for s in names if s not in SOURCE_COLORS):
+    for s in names:  # a spec of a registered source takes its colour unless that colour is taken
+        if s not in palette and _kind(s) in SOURCE_COLORS and SOURCE_COLORS[_kind(s)] not in palette.values():
+            palette[s] = SOURCE_COLORS[_kind(s)]
+    used: set[str] = set(palette.values())
+    for s in sorted(s for s in names if s not in palette):
         slot = zlib.crc32(s.encode("utf-8")) % len(FALLBACK_COLORS)
         for step in range(len(FALLBACK_COLORS)):
             c = FALLBACK_COLORS[(slot + step) % len(FALLBACK_COLORS)]

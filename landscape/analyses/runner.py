@@ -26,7 +26,7 @@ import torch
 
 from ..data import load_dataset, subset, to_tensors
 from ..energy import eval_mode
-from ..engine import dataset_indices, score
+from ..engine import dataset_indices, merge_tables, score
 from ..precision import autocast
 from ..errors import CheckpointError, ConfigError, LandscapeError
 from ..checkpoints.load import load_model
@@ -187,7 +187,7 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
             sens_frames.append(sampler_sensitivity(model, spec.name, x, y, follow_keys[:m],
                                                    steps=config.sensitivity_steps, seed=config.seed, device=dev,
                                                    precision=config.precision))
-    energies = pd.concat(tables, ignore_index=True)
+    energies = merge_tables(tables)
     trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
     sensitivity = pd.concat(sens_frames, ignore_index=True) if sens_frames else None
 

@@ -135,8 +135,13 @@ def order_sources(sources: Iterable) -> list[str]:
         s = str(s)
         if s not in seen:
             seen.append(s)
-    known = [s for s in KNOWN_SOURCES if s in seen]
-    return known + [s for s in seen if s not in KNOWN_SOURCES]
+    rank = {k: i for i, k in enumerate(KNOWN_SOURCES)}
+
+    def place(s: str):  # registered names, and specs of them ("pgd:steps=20"), in the registry's order
+        kind = s if s in rank else s.split(":", 1)[0]
+        return (rank[kind], s not in rank) if kind in rank else (len(rank), False)
+
+    return sorted(seen, key=lambda s: place(s))  # stable: the rest keep their order of appearance
 
 
 def source_pairs(sources: Iterable) -> list[tuple[str, str]]:

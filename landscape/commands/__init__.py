@@ -5,4 +5,4 @@ function ``(args) -> int``. Import torch and friends inside ``func`` only, so
 ``landscape --help`` stays fast.
 """
 
-COMMANDS = ["demo", "quickstart", "info", "score", "report", "eval", "checkpoints", "train"]
+COMMANDS = ["demo", "quickstart", "info", "score", "compare", "report", "eval", "checkpoints", "train"]

@@ -1,18 +1,28 @@
-"""``landscape score``: the energy table of one model on one dataset."""
+"""``landscape score``: the energy table of one or more models on one dataset."""
 
 from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("score", help="score energies of clean, adversarial and generated samples",
-                       description="Score E(x) and E(x,y) of the samples each source makes from a dataset, "
-                                   "and write the energy table (one row per sample and source).")
-    p.add_argument("model", help="checkpoint path, registry name or URL")
+    p = sub.add_parser("score", help="score energies of clean, adversarial and generated samples (one or more models)",
+                       description="Score E(x) and E(x,y) of the samples each source makes from a dataset, for one or "
+                                   "more models, and write one tidy energy table (one row per model, sample and "
+                                   "source) whose metadata records every setting that made it.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint paths, registry names or URLs")
     p.add_argument("--data", required=True, help="dataset name (fashion-mnist, cifar10, digits, ...)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--root", default=None, help="dataset folder (default: the standard search path)")
     p.add_argument("--n", type=int, default=None, help="score a deterministic random subset of N samples")
-    p.add_argument("--sources", default="clean", help="comma-separated: clean,pgd,sgld,noise,autoattack (default: clean)")
+    p.add_argument("--sources", default="clean",
+                   help="comma-separated specs: clean,pgd,sgld,replay,noise,autoattack,ood:dataset=NAME, "
+                        "with settings as pgd:steps=20:eps=8/255 (default: clean)")
+    p.add_argument("--name", action="append", default=None, metavar="LABEL",
+                   help="the model column's label of each MODEL, in order (repeat once per model)")
+    p.add_argument("--family", default=None,
+                   help="the checkpoint family of every MODEL when detection needs help (jem, jempp, sadajem, "
+                        "ebjdat, robustbench, state_dict, native)")
+    p.add_argument("--threat-model", default=None, help="RobustBench threat model (Linf, L2) for zoo names outside "
+                                                          "the registry")
     p.add_argument("--out", default=None, help="write the table here (.parquet or .csv)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -25,28 +35,55 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..checkpoints.describe import inspect_checkpoint
     from ..data import load_dataset, subset
-    from ..engine import score
+    from ..engine import merge_tables, score
     from ..errors import LandscapeError
-    from ..checkpoints.load import load_model
+    from ..loading import load_model
     from ..utils import check_output_file, is_main_process, write_table
 
     if args.out:
         check_output_file(args.out, "--out", (".parquet", ".csv"))
     if args.n is not None and args.n < 1:
         raise LandscapeError(f"--n must be >= 1, got {args.n}")
-    model = load_model(args.model)
+    names = args.name or []
+    if names and len(names) != len(args.models):
+        raise LandscapeError(f"--name was given {len(names)} time(s) for {len(args.models)} model(s); "
+                             "give one label per model, in order")
+    if len(set(names)) != len(names):
+        raise LandscapeError(f"--name labels must differ, got {names}")
+    options = {k: v for k, v in (("threat_model", args.threat_model),) if v}
+    for source in args.models:  # every input is checked before any model runs
+        problem = inspect_checkpoint(source, family=args.family, **options).metadata.get("problem")
+        if problem:
+            raise LandscapeError(f"{source} cannot be loaded: {problem}")
     ds = load_dataset(args.data, args.split, root=args.root)
     if args.n is not None:
         ds = subset(ds, min(args.n, len(ds)), seed=args.seed)
-    table = score(model, ds, args.sources, batch_size=args.batch_size, device=args.device,
-                  precision=args.precision, seed=args.seed, cache=not args.no_cache, checks=args.checks)
+    tables = []
+    for i, source in enumerate(args.models):
+        model = load_model(source, family=args.family, **options)
+        table = score(model, ds, args.sources, model_name=names[i] if names else None, batch_size=args.batch_size,
+                      device=args.device, precision=args.precision, seed=args.seed, cache=not args.no_cache,
+                      checks=args.checks)
+        tables.append(table)
+        _summary(table, args, len(ds))
+    table = merge_tables(tables)
+    if len(set(table["model"])) != len(tables):
+        raise LandscapeError(f"two models have the same name {sorted(table['model'])}; label them with --name")
+    if args.out and is_main_process():
+        write_table(table, args.out)
+        print(f"energy table ({len(table)} rows) written to {args.out} (settings in its metadata)")
+    return 0
+
+
+def _summary(table, args, n: int) -> None:
+    prov = next(iter(table.attrs["landscape"]["models"].values()))
     g = table.groupby("source", sort=False)
     summary = g.agg(n=("energy", "size"), accuracy=("correct", "mean"), mean_energy=("energy", "mean"),
                     std_energy=("energy", "std"), mean_conditional_energy=("conditional_energy", "mean"))
-    print(f"{table['model'].iloc[0]} on {args.data} ({args.split}, n={len(ds)}, {args.precision})")
+    print(f"{table['model'].iloc[0]} on {args.data} ({args.split}, n={n}, {args.precision}, seed {args.seed})")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
-    if args.out and is_main_process():
-        write_table(table, args.out)
-        print(f"energy table ({len(table)} rows) written to {args.out}")
-    return 0
+    for name, cfg in prov["sources"].items():
+        settings = ", ".join(f"{k} {v}" for k, v in cfg.items() if k != "kind")
+        print(f"  {name}: {cfg['kind']}" + (f" ({settings})" if settings else ""))

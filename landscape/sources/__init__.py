@@ -22,6 +22,8 @@ Per-dataset attack radii and steps live in one table, :mod:`landscape.sources.de
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 
 from ..errors import LandscapeError
@@ -37,6 +39,8 @@ from .pgd import PGD, SearchLoss
 from .replay import Replay
 from .sgld import SGLD
 from .synthetic import GaussianImages, UniformImages
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Source", "Clean", "PGD", "AutoAttack", "SGLD", "Replay", "ReplayBuffer", "ClassGaussians", "fit_class_gaussians",
@@ -80,6 +84,18 @@ def source_kind(name: str) -> SourceKind | None:
     return next((k for k in REGISTRY if k.name == name), None)
 
 
+_FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
+
+
+def _fraction(value):
+    """``"8/255"`` -> 0.0313...; any other value unchanged."""
+    if isinstance(value, str):
+        m = _FRACTION.match(value)
+        if m and float(m.group(2)) != 0:
+            return float(m.group(1)) / float(m.group(2))
+    return value
+
+
 def source_settings(cls) -> list[str]:
     """The settings (constructor arguments) a source class takes, in order."""
     import inspect
@@ -109,13 +125,17 @@ def create_source(name: str, dataset: str | None = None, /, **kwargs) -> Source:
         if dataset is not None and given != dataset:
             raise LandscapeError(f"source {name!r} got two datasets, {dataset!r} and {given!r}")
         dataset = given
+    kwargs = {k: _fraction(v) for k, v in kwargs.items()}  # eps = "8/255" as written in papers
     settings = source_settings(cls)
     unknown = sorted(set(kwargs) - set(settings))
     if unknown:
         raise LandscapeError(f"source {name!r} has no setting{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(map(repr, unknown))}; its settings are: {', '.join(settings)}")
     if name in ("pgd", "autoattack") and dataset is not None and "eps" not in kwargs:
-        return cls.for_dataset(dataset, **kwargs)
+        src = cls.for_dataset(dataset, **kwargs)
+        log.info("source %r: eps %.6g (%s/255) is %s's default, not given", name, src.eps, f"{src.eps * 255:.4g}",
+                 dataset)
+        return src
     try:
         return cls(**kwargs)
     except TypeError as exc:
