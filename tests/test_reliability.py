@@ -297,6 +297,7 @@ def bad_inputs(ckpt, tmp_path_factory):
     (d / "notreport").mkdir()
     (d / "notreport" / "keep.txt").write_text("mine")
     (d / "page.safetensors").write_text("<html><body>quota exceeded</body></html>")
+    (d / "page.parquet").write_text("<html><body>quota exceeded</body></html>")
     (d / "empty.pt").write_bytes(b"")
     (d / "trunc.safetensors").write_bytes(ckpt.read_bytes()[:300])
     with open(d / "evil.pt", "wb") as fh:
@@ -375,6 +376,14 @@ def bad_inputs(ckpt, tmp_path_factory):
         ("checkpoints list: unknown family", ["checkpoints", "list", "--family", "nosuch"]),
         ("quickstart: out is a folder", ["quickstart", "--out", f"{d}/adir"]),
         ("quickstart: n 0", ["quickstart", "--n", "0"]),
+        ("compare: missing table", ["compare", f"{d}/gone.parquet", "--out", f"{d}/r"]),
+        ("compare: not a table", ["compare", f"{d}/bad.toml", "--out", f"{d}/r"]),
+        ("compare: html as parquet", ["compare", f"{d}/page.parquet", "--out", f"{d}/r"]),
+        ("compare: out is a file", ["compare", f"{d}/page.parquet", "--out", f"{d}/afile"]),
+        ("compare: n-boot 0", ["compare", f"{d}/page.parquet", "--out", f"{d}/r", "--n-boot", "0"]),
+        ("score: two models, one label", score + ["--name", "x", "--name", "y"]),
+        ("report: init over an existing file", ["report", "--init", f"{d}/ok.toml"]),
+        ("info: unexpected argument", ["info", "extra"]),
         ("unknown command", ["frobnicate"]),
     ]
     return d, table
@@ -387,7 +396,9 @@ def test_every_subcommand_gives_one_line_exit_2_and_writes_nothing(bad_inputs, t
     monkeypatch.setenv("LANDSCAPE_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     commands = {argv[0] for _, argv in table}
-    assert commands >= {"score", "eval", "report", "demo", "train", "checkpoints", "quickstart"}
+    from landscape.commands import COMMANDS
+
+    assert commands >= set(COMMANDS), set(COMMANDS) - commands
     failures = []
     for name, argv in table:
         before = _snapshot(d)
