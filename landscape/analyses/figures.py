@@ -69,7 +69,7 @@ STAT_LABELS = {
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _LINESTYLES = ("-", "--", "-.", ":")
-_RC = {"svg.hashsalt": "landscape", "svg.fonttype": "path", "font.size": 10, "axes.titlesize": 11,
+_RC = {"svg.hashsalt": "landscape", "svg.fonttype": "path", "pdf.fonttype": 42, "font.size": 10, "axes.titlesize": 11,
        "axes.labelsize": 10, "legend.fontsize": 9, "figure.titlesize": 12}
 
 
@@ -163,8 +163,9 @@ def _new_figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def save_figure(fig, out_dir, name: str, formats: Sequence[str] = ("png", "svg"), dpi: int = 150) -> list[Path]:
-    """Write ``fig`` as ``out_dir/NAME.<format>`` for each format, atomically; returns the paths."""
+def save_figure(fig, out_dir, name: str, formats: Sequence[str] = ("png", "svg", "pdf"), dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as ``out_dir/NAME.<format>`` for each format, atomically; returns the paths
+    (PNG for the HTML page, SVG, and PDF with its text as editable TrueType text)."""
     import matplotlib
 
     out_dir = Path(out_dir)
@@ -174,7 +175,7 @@ def save_figure(fig, out_dir, name: str, formats: Sequence[str] = ("png", "svg")
         with matplotlib.rc_context(_RC):
             for fmt in formats:
                 path = out_dir / f"{name}.{fmt}"
-                meta = {"Date": None} if fmt == "svg" else None
+                meta = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
                 with atomic_path(path) as tmp:
                     fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
                 paths.append(path)

@@ -77,6 +77,7 @@ figure{margin:1rem 0 2rem}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{font-size:.9rem;color:#333}
 dl.defs dt{font-weight:600;margin-top:.4rem}dl.defs dd{margin-left:1.2rem}
 .muted{color:#666;font-size:.85rem}
+details.settings summary{cursor:pointer}details.settings summary h2{display:inline-block;border:0}
 """
 
 
@@ -524,9 +525,8 @@ def _render_markdown(*, title, settings, models, sources, n_rows, column, summar
 def _render_html(*, root: Path, title, settings, models, sources, n_rows, column, summary, alignment, gaps,
                  extra_tables, figs, fig_files, stats_meta) -> str:
     e = html.escape
-    body = [f"<h1>{e(title)}</h1>", f'<p class="lead">{e(_intro(column, stats_meta))}</p>', "<h2>Settings</h2>"]
-    body.append(_html_table(pd.DataFrame(_settings_rows(settings, models, sources, n_rows),
-                                         columns=["setting", "value"])))
+    # results first (the alignment summary and the gap table), the settings collapsed at the end
+    body = [f"<h1>{e(title)}</h1>", f'<p class="lead">{e(_intro(column, stats_meta))}</p>']
     sections = _sections(alignment, gaps, summary, extra_tables)
     for heading, text, tbl in sections[:2]:
         body += [f"<h2>{e(heading)}</h2>", f"<p>{e(text)}</p>" if text else "", _html_table(tbl)]
@@ -541,6 +541,10 @@ def _render_html(*, root: Path, title, settings, models, sources, n_rows, column
                         f"<figcaption>{e(f.caption)}{link}</figcaption></figure>")
     for heading, text, tbl in sections[2:]:
         body += [f"<h2>{e(heading)}</h2>", f"<p>{e(text)}</p>" if text else "", _html_table(tbl)]
+    body.append('<details class="settings"><summary><h2>Settings</h2></summary>')
+    body.append(_html_table(pd.DataFrame(_settings_rows(settings, models, sources, n_rows),
+                                         columns=["setting", "value"])))
+    body.append("</details>")
     body.append('<h2>Definitions</h2><dl class="defs">')
     body += [f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in DEFINITIONS.items()]
     body.append("</dl>")

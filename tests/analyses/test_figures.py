@@ -57,14 +57,16 @@ def svg_text(path):
     return text.lower()
 
 
-def test_every_figure_is_written_as_png_and_svg(drawn):
+def test_every_figure_is_written_as_png_svg_and_pdf_with_editable_text(drawn):
     out, figs = drawn
     names = [f.name for f in figs]
     assert names == ["energy_grid", "hist_standard", "hist_jem", "heatmap_gap", "trajectories",
                      "samples_jem", "samples_standard"]
     for f in figs:
-        png, svg = f.paths
-        assert png == out / f"{f.name}.png" and svg == out / f"{f.name}.svg"
+        png, svg, pdf = f.paths
+        assert png == out / f"{f.name}.png" and svg == out / f"{f.name}.svg" and pdf == out / f"{f.name}.pdf"
+        raw = pdf.read_bytes()
+        assert raw.startswith(b"%PDF") and b"/FontFile2" in raw  # TrueType (type 42) text, editable
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
         svg_text(svg)
@@ -97,7 +99,7 @@ def test_palette_is_fixed_for_known_sources_and_deterministic_for_others():
 
 
 def test_histogram_labels_and_units(tmp_path, energies):
-    png, svg = F.plot_energy_histograms(energies, "jem", tmp_path, column="conditional_energy")
+    png, svg, pdf = F.plot_energy_histograms(energies, "jem", tmp_path, column="conditional_energy")
     assert png.name == "hist_jem.png"
     assert F.energy_label("energy") == "energy E(x) (lower = more likely)"
     assert F.energy_label("conditional_energy") == "conditional energy E(x, y) (lower = more likely)"
@@ -128,7 +130,7 @@ def test_no_figure_stays_open(tmp_path, energies, monkeypatch):
 
 def test_heatmap_and_trajectory_and_sample_errors(tmp_path, energies, trajectories):
     gaps = gap_table(energies, n_boot=0)
-    png, _ = F.plot_gap_heatmap(gaps, tmp_path, statistic="auroc")
+    png, *_ = F.plot_gap_heatmap(gaps, tmp_path, statistic="auroc")
     assert png.name == "heatmap_auroc.png" and png.stat().st_size > 0
     with pytest.raises(LandscapeError, match=r"statistic must be one of gap, .*, got 'mean'"):
         F.plot_gap_heatmap(gaps, tmp_path, statistic="mean")

@@ -72,7 +72,7 @@ def test_build_report_writes_every_file(built):
         assert paths[name] == out.absolute() / name and (out / name).stat().st_size > 0
     figs = sorted(p.name for p in (out / "figures").iterdir())
     stems = ["energy_grid", "hist_standard", "hist_b-jem-b", "heatmap_gap", "trajectories", "samples_b-jem-b"]
-    assert figs == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "svg"))
+    assert figs == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "svg", "pdf"))
     assert all(paths[f"figures/{f}"].is_file() for f in figs)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
     assert R.is_report_dir(out)
