@@ -63,3 +63,25 @@ def test_info_says_where_each_dataset_is_and_which_checkpoints_are_offline(tmp_p
     assert "fashion-mnist" in lines["fashion-mnist"].split()[-1] or lines["fashion-mnist"].endswith("not found")
     assert lines["fmnist-jem"].endswith("bundled, available offline")
     assert lines["jem-cifar10"].endswith("not cached")
+
+
+def test_python_dash_m_landscape_is_the_command_line():
+    r = subprocess.run([sys.executable, "-m", "landscape", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "score" in r.stdout and "compare" in r.stdout and "usage: landscape" in r.stdout
+
+
+def test_radii_as_written_in_papers_and_source_typos_name_the_allowed_keys():
+    from landscape.analyses.config import parse_analysis
+    from landscape.analyses.runner import build_sources
+    from landscape.errors import ConfigError
+
+    doc = {"data": {"name": "cifar10"}, "models": [{"name": "m", "checkpoint": "x.pt"}],
+           "sources": {"pgd": {"kind": "pgd", "eps": "8/255", "step": "2/255"}}}
+    pgd = build_sources(parse_analysis(doc))["pgd"]
+    assert pgd.eps == pytest.approx(8 / 255) and pgd.step == pytest.approx(2 / 255)
+    doc["sources"] = {"pgd": {"kind": "pgd", "stpes": 10}}
+    with pytest.raises(ConfigError) as info:
+        build_sources(parse_analysis(doc))
+    msg = str(info.value)
+    assert msg.startswith("[sources.pgd]: source 'pgd' has no setting 'stpes'; its settings are: norm, eps, step, steps")
+    assert "__init__" not in msg and "keyword argument" not in msg

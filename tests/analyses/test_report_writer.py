@@ -209,13 +209,22 @@ def test_page_renders_in_headless_chromium_with_no_broken_image(built, tmp_path)
              "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
              "document.body.dataset.images = imgs.length;"
              "document.body.dataset.broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;"
-             "document.body.dataset.tables = document.querySelectorAll('table').length; });</script></body>")
+             "document.body.dataset.tables = document.querySelectorAll('table').length;"
+             # a table is clipped when it is wider than its box and nothing lets the reader scroll to the rest
+             "document.body.dataset.clipped = [...document.querySelectorAll('table')].filter(t => {"
+             "  const w = t.closest('.table-wrap'); if (!w) return t.scrollWidth > document.body.clientWidth;"
+             "  const ov = getComputedStyle(w).overflowX;"
+             "  return w.scrollWidth > w.clientWidth && !(ov === 'auto' || ov === 'scroll'); }).length;"
+             "const hs = [...document.querySelectorAll('h2')].map(h => h.textContent);"
+             "const gap = hs.findIndex(t => /gap/i.test(t)), settings = hs.findIndex(t => /settings/i.test(t));"
+             "document.body.dataset.findingsfirst = (gap >= 0 && settings > gap) ? 1 : 0; });</script></body>")
     page = tmp_path / "alone.html"
     page.write_text((out / "index.html").read_text(encoding="utf-8").replace("</body>", probe), encoding="utf-8")
     res = subprocess.run([find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+                          "--window-size=1400,900", "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
     body = re.search(r"<body[^>]*>", res.stdout)
     assert body, res.stderr[-2000:]
     attrs = dict(re.findall(r'data-(\w+)="(\d+)"', body.group(0)))
     # 6 figures + the deliberately broken probe image, which must be the only broken one
-    assert attrs == {"images": "7", "broken": "1", "tables": "6"}
+    assert attrs == {"images": "7", "broken": "1", "tables": "6", "clipped": "0", "findingsfirst": "1"}
