@@ -236,21 +236,25 @@ def plot_energy_histograms(energies: pd.DataFrame, model: str, out_dir, *, colum
 def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
                      palette: Mapping[str, str] | None = None, bins="fd", name: str = "energy_grid",
                      ncols: int | None = None) -> list[Path]:
-    """All models side by side, one panel each, on the same x axis and the same bins."""
+    """All models side by side, one panel each; each panel has its own x axis and bins (chosen
+    for that model's sources by the Freedman-Diaconis rule): energy scales differ between
+    models by orders of magnitude, and on one shared axis the adversarially trained
+    models would be slivers. Compare models across panels with the scale-free statistics
+    (Cohen's d, AUROC) of the gap table."""
     validate_energy_table(energies, column)
     models = list(pd.unique(energies["model"].astype(str)))
     sources = order_sources(energies["source"].astype(str).unique())
     pal = _palette(sources, palette)
-    edges = shared_bin_edges(*_per_group(energies, ["model", "source"], column), bins=bins)
     ncols = ncols or min(3, len(models))
     nrows = math.ceil(len(models) / ncols)
     fig = _new_figure(4.2 * ncols, 3.0 * nrows + 0.8)
-    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+    axes = fig.subplots(nrows, ncols, sharex=False, squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= len(models):
             ax.set_axis_off()
             continue
         sub = energies[energies["model"].astype(str) == models[i]]
+        edges = shared_bin_edges(*_per_group(sub, ["source"], column), bins=bins)
         _draw_hist(ax, sub, column, edges, pal, legend=False)
         means = ", ".join(f"{display_name(s)} {_values(sub[sub['source'].astype(str) == s], column).mean():.1f}"
                           for s in order_sources(sub["source"].astype(str).unique())
@@ -266,7 +270,7 @@ def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
     handles = [Patch(facecolor=pal[s], edgecolor=pal[s], alpha=0.6, label=display_name(s)) for s in sources]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False,
                title="source (dashed lines: means)")
-    fig.suptitle(f"{energy_label(column).split(' (')[0]} of every model on the same axis")
+    fig.suptitle(f"{energy_label(column).split(' (')[0]} of every model (each on its own axis)")
     return save_figure(fig, out_dir, name)
 
 

@@ -125,6 +125,16 @@ def validate_energy_table(table: pd.DataFrame, column: str = "energy",
         raise LandscapeError("energy table is empty (0 rows)")
 
 
+_ROLES = {k.name: k.role for k in REGISTRY}
+
+
+def has_labels(source: str) -> bool:
+    """Whether a source's samples keep the true class of the image they came from (clean,
+    adversarial, corrupted: yes; generated and out-of-distribution samples: no). Unknown
+    sources are taken to keep it."""
+    return _ROLES.get(str(source).split(":", 1)[0], "reference") not in ("generated", "out-of-distribution")
+
+
 def order_sources(sources: Iterable) -> list[str]:
     """The canonical order of sources: the registered ones in the registry's order
     (``clean``, ``pgd``, ``autoattack``, ``replay``, ``sgld``, ``noise``, ``ood``...; see
@@ -395,7 +405,9 @@ def describe(table: pd.DataFrame, column: str = "energy", by: Sequence[str] = ("
             row["source"] = src
             row["n"] = int(vals.size)
             if "correct" in part.columns:
-                row["accuracy"] = float(np.asarray(part["correct"], dtype=float)[ok].mean()) if vals.size else np.nan
+                # a generated or out-of-distribution sample has no true class: no accuracy
+                row["accuracy"] = (float(np.asarray(part["correct"], dtype=float)[ok].mean())
+                                   if vals.size and has_labels(src) else np.nan)
             if vals.size:
                 q = np.percentile(vals, [5, 25, 50, 75, 95])
                 row.update(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if vals.size > 1 else np.nan,

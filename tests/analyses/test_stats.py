@@ -318,3 +318,16 @@ def test_pairing_is_automatic_only_for_the_same_samples():
         S.gap_table(table, paired="yes")
     with pytest.raises(LandscapeError, match="paired samples must have the same length"):
         S.two_sample_stats([1.0, 2.0], [1.0], paired=True)
+
+
+def test_generated_and_ood_samples_have_no_accuracy():
+    import pandas as pd
+
+    from landscape.analyses.stats import describe, has_labels
+
+    t = pd.DataFrame({"model": "m", "source": ["clean"] * 4 + ["sgld"] * 4 + ["ood:dataset=mnist"] * 4 + ["pgd:steps=3"] * 4,
+                      "energy": np.arange(16.0), "correct": [True, False] * 8})
+    acc = describe(t).set_index("source")["accuracy"]
+    assert acc["clean"] == 0.5 and acc["pgd:steps=3"] == 0.5
+    assert np.isnan(acc["sgld"]) and np.isnan(acc["ood:dataset=mnist"])
+    assert has_labels("noise") and not has_labels("replay") and has_labels("my-own-source")
