@@ -57,6 +57,15 @@ FALLBACK_COLORS = ("#332288", "#000000", "#44AA99", "#999933", "#882255", "#AA44
 
 DISPLAY_NAMES = {k.name: k.display for k in REGISTRY}
 
+#: colours of models where a panel shows one source (Paul Tol's bright scheme, then muted)
+MODEL_COLORS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#332288", "#117733",
+                "#882255", "#999933")
+
+
+def model_color(i: int) -> str:
+    """The colour of the ``i``-th model in figures that colour by model."""
+    return MODEL_COLORS[i % len(MODEL_COLORS)]
+
 STAT_LABELS = {
     "gap": "energy gap mean E(B) - mean E(A) (energy units)",
     "cohens_d": "Cohen's d of B vs A (pooled SD)",
@@ -140,22 +149,6 @@ def energy_label(column: str = "energy") -> str:
         return "conditional energy E(x, y) (lower = more likely)"
     return f"{column} (lower = more likely)"
 
-
-def _shade(color: str, i: int, n: int) -> tuple[float, float, float]:
-    """Variant ``i`` of ``n`` of a colour, same hue: 0 is the colour itself, then
-    alternately darker and lighter, further from it as ``i`` grows."""
-    from matplotlib.colors import to_rgb
-
-    rgb = np.array(to_rgb(color))
-    if i == 0 or n <= 1:
-        return tuple(rgb)
-    k = (i + 1) // 2
-    amount = 0.65 * k / max(1, n // 2)
-    out = rgb * (1 - amount) if i % 2 else rgb + (1 - rgb) * amount
-    return tuple(np.clip(out, 0, 1))
-
-
-# -- saving -----------------------------------------------------------------------------
 
 def _new_figure(width: float, height: float):
     from matplotlib.figure import Figure
@@ -277,13 +270,14 @@ def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
 # -- trajectories -------------------------------------------------------------------------
 
 def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[str] | None = None,
-                      palette: Mapping[str, str] | None = None, energies: pd.DataFrame | None = None,
+                      energies: pd.DataFrame | None = None,
                       column: str = "energy", name: str = "trajectories") -> list[Path]:
     """Mean energy along the steps of iterative sources (PGD, SGLD...), one panel per
     source, one line per model with a band of +-1 std (when ``energy_std`` is given).
 
-    Lines take the source's colour, shaded and marked per model. With ``energies``,
-    each model's clean mean is drawn as a dotted line for reference.
+    Each model has its own colour (:data:`MODEL_COLORS`, the same in every panel) and
+    marker; the panel says the source. With ``energies``, each model's clean mean is
+    drawn as a dotted line of the model's colour for reference.
     """
     needed = ["model", "source", "step", "energy_mean"]
     if not isinstance(trajectories, pd.DataFrame):
@@ -296,7 +290,6 @@ def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[
     absent = [s for s in sources if s not in present]
     if absent or not sources:
         raise LandscapeError(f"no trajectories for sources {absent or sources} (have {present})")
-    pal = _palette(sources, palette)
     models = list(pd.unique(trajectories["model"].astype(str)))
     clean_means = {}
     if energies is not None and "clean" in set(energies["source"].astype(str)):
@@ -305,7 +298,7 @@ def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[
     fig, cells = _step_panels(trajectories, sources, models)
     for ax, s, lines in cells:
         for i, m, tm in lines:
-            c = _shade(pal[s], i, len(models))
+            c = model_color(i)
             x = np.asarray(tm["step"], float)
             y = np.asarray(tm["energy_mean"], float)
             every = max(1, len(x) // 10)
@@ -315,7 +308,7 @@ def plot_trajectories(trajectories: pd.DataFrame, out_dir, *, sources: Sequence[
                 sd = np.asarray(tm["energy_std"], float)
                 ax.fill_between(x, y - sd, y + sd, color=c, alpha=0.10, linewidth=0)
             if m in clean_means:
-                ref = _shade(pal.get("clean", SOURCE_COLORS["clean"]), i, len(models))
+                ref = c
                 ax.axhline(clean_means[m], color=ref, linestyle=":", linewidth=1.0)
                 ax.annotate(f"{m} clean", xy=(0.995, clean_means[m]), xycoords=("axes fraction", "data"),
                             ha="right", va="bottom", fontsize=7, color=ref)
@@ -540,7 +533,7 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
     if trajectories is not None and not trajectories.empty:
         stem = unique("trajectories")
         figs.append(ReportFigure(stem, "Mean energy along the steps of the iterative sources (band: +-1 std).",
-                                 tuple(plot_trajectories(trajectories, out_dir, palette=pal, energies=energies,
+                                 tuple(plot_trajectories(trajectories, out_dir, energies=energies,
                                                          column=column, name=stem))))
     if sensitivity is not None and not sensitivity.empty:
         stem = unique("sampler_sensitivity")

@@ -82,9 +82,10 @@ def test_a_source_has_the_same_colour_in_every_figure(drawn):
         text = svg_text(out / f"{name}.svg")
         for src in ("clean", "pgd", "sgld", UNKNOWN):
             assert pal[src].lower() in text, (name, src)
-    # the first model's line in the trajectories has the source colour itself
+    # the trajectories colour by model (each panel is one source): one distinct colour per model
     text = svg_text(out / "trajectories.svg")
-    assert pal["pgd"].lower() in text and pal["sgld"].lower() in text
+    assert F.model_color(0).lower() in text and F.model_color(1).lower() in text
+    assert F.model_color(0) != F.model_color(1)
 
 
 def test_palette_is_fixed_for_known_sources_and_deterministic_for_others():
