@@ -47,6 +47,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -190,7 +191,7 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
         the long table (columns :data:`COLUMNS`), models in the given order, metrics
         in table order.
     """
-    from ._common import selection, source_logits, take
+    from ._common import selection, take
 
     chosen = parse_metrics(metrics)
     seed = check_int("seed", seed)
@@ -252,73 +253,22 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
         if len(ref_sel) < n_gen:
             log.warning("only %d reference images for %d generated samples", len(ref_sel), n_gen)
 
-    rows: list[dict] = []
-
-    def add(model: str, metric: str, value: float, count: int, settings: dict) -> None:
-        if metric.endswith("_acc") and count > 0 and math.isfinite(value):
-            # accuracies are binomial proportions: give their Wilson 95% interval with them
-            lo, hi = wilson_interval(round(value * count), int(count))
-            settings = {**settings, "wilson95": f"[{lo:.4f}, {hi:.4f}]"}
-        rows.append({"model": model, "metric": metric, "value": float(value), "n": int(count),
-                     "settings": _json(settings)})
-
-    common = {"data": data_text, "seed": seed}
+    ctx = SimpleNamespace(chosen=chosen, sel=sel, data_text=data_text, dataset=dataset, seed=seed,
+                          batch_size=batch_size, device=device, precision=precision, progress_bar=progress_bar,
+                          checks=checks, ece_bins=ece_bins, figures=figures, ood_sets=ood_sets, attack_data=attack_data,
+                          eps=eps, step=step, restarts=restarts, norm=norm, aa_version=aa_version, aa_attacks=aa_attacks,
+                          gen_ref=gen_ref, sgld=sgld, sgld_kwargs=sgld_kwargs, class_gaussians=class_gaussians,
+                          n_gen=n_gen, feature=feature, inception_weights=inception_weights)
+    rows = _Rows()
     for name, model in named:
         log.info("evaluating %s on %s (%d samples): %s", name, data_text, len(sel), ", ".join(chosen))
         if {"accuracy", "ece", "ood"} & set(chosen):
-            logits, y = source_logits(model, sel, None, batch_size=batch_size, device=device, precision=precision,
-                                      seed=seed, progress_bar=progress_bar, desc=f"clean {name}")
-            if "accuracy" in chosen:
-                add(name, "clean_acc", float((logits.argmax(1) == y).double().mean()), len(y), {**common, "n": len(y)})
-            if "ece" in chosen:
-                probs = softmax(logits)
-                ece = expected_calibration_error(probs, y.numpy(), ece_bins)
-                add(name, "ece", ece, len(y), {**common, "n": len(y), "bins": ece_bins, "binning": "equal-width",
-                                               "confidence": "top-label softmax (T=1)"})
-                if figures is not None and is_main_process():
-                    conf, ok = confidences(probs, y.numpy())
-                    plot_reliability_diagram(calibration_bins(conf, ok, ece_bins), figures,
-                                             name=f"reliability-{slug(name)}",
-                                             title=f"{name} on {data_text} (n={len(y)})")
-            if "ood" in chosen:
-                t = float(getattr(model, "temperature", 1.0))
-                ins = ood_scores(logits, t)
-                for label, src in ood_sets:
-                    out_logits, _ = source_logits(model, sel, src, batch_size=batch_size, device=device,
-                                                  precision=precision, seed=seed, progress_bar=progress_bar,
-                                                  desc=f"ood {label} {name}")
-                    outs = ood_scores(out_logits, t)
-                    for score_name, what in (("energy", f"-E(x), T={t:g}"), ("msp", "max softmax (T=1)")):
-                        add(name, f"auroc_{score_name}:{label}", auroc(ins[score_name], outs[score_name]), len(y),
-                            {**common, "n_in": len(y), "n_out": len(out_logits), "ood": label,
-                             "ood_source": src.config() | {"name": getattr(src, "name", label)}, "score": what,
-                             "positive": "in-distribution"})
+            _clean_metrics(rows, name, model, ctx)
         if attack_data is not None:
-            ra = robust_accuracy(model, attack_data, dataset=dataset, pgd="pgd20" in chosen,
-                                 aa="autoattack" in chosen, eps=eps, step=step, steps=PGD_STEPS, restarts=restarts,
-                                 norm=norm, aa_version=aa_version, aa_attacks=aa_attacks, batch_size=batch_size,
-                                 device=device, precision=precision, seed=seed, checks=checks,
-                                 progress_bar=progress_bar, model_name=name)
-            for key, metric in (("pgd20", "pgd20_acc"), ("autoattack", "autoattack_acc"),
-                                ("worst_case", "worst_case_acc")):
-                if key in ra.samples.columns:
-                    add(name, metric, ra.accuracy(key), ra.n, ra.settings[key])
+            _robust_metrics(rows, name, model, ctx)
         if gen_ref is not None:
-            sampler = sgld if isinstance(sgld, G.SGLDSource) else G.default_sampler(model, seed=seed, **sgld_kwargs)
-            samples = G.generate(model, n_gen, sampler=sampler, batch_size=batch_size, device=device,
-                                 precision=precision, seed=seed, progress_bar=progress_bar)
-            gen = {"sampler": {k: v for k, v in sampler.config().items() if k != "record_trajectory"},
-                   **({"class_gaussians_fit_on": f"{dataset} train"} if class_gaussians is not None else {}),
-                   "n_samples": len(samples), "reference": data_text, "seed": seed}
-            if "fd" in chosen:
-                value, s = G.reference_fd(samples, gen_ref, feature_model=feature, dataset=dataset,
-                                          batch_size=batch_size, device=device, precision=precision,
-                                          progress_bar=progress_bar)
-                add(name, "fd_reference", value, len(samples), {**gen, **s})
-            if "fid" in chosen:
-                values, s = G.inception_metrics(samples, gen_ref, weights=inception_weights, device=device, seed=seed)
-                add(name, "fid", values["fid"], len(samples), {**gen, **s})
-                add(name, "is", values["is_mean"], len(samples), {**gen, **s, "is_std": values["is_std"]})
+            _generation_metrics(rows, name, model, ctx)
+    rows = rows.rows
     table = pd.DataFrame(rows, columns=COLUMNS)
     order = {m: i for i, m in enumerate(_metric_order(table["metric"]))}
     table = (table.assign(_m=table["model"].map({name: i for i, (name, _) in enumerate(named)}),
@@ -327,6 +277,86 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
     if out is not None and is_main_process():  # under torchrun every rank holds the table; rank 0 writes it
         write_table(table, out)
     return table
+
+
+class _Rows:
+    """The long table's rows; accuracies get their Wilson 95% interval in their settings."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(self, model: str, metric: str, value: float, count: int, settings: dict) -> None:
+        if metric.endswith("_acc") and count > 0 and math.isfinite(value):
+            # accuracies are binomial proportions: give their Wilson 95% interval with them
+            lo, hi = wilson_interval(round(value * count), int(count))
+            settings = {**settings, "wilson95": f"[{lo:.4f}, {hi:.4f}]"}
+        self.rows.append({"model": model, "metric": metric, "value": float(value), "n": int(count),
+                          "settings": _json(settings)})
+
+
+def _clean_metrics(rows: _Rows, name: str, model, ctx) -> None:
+    """Clean accuracy, ECE (and its reliability diagram) and OOD AUROCs, from one pass of clean logits."""
+    from ._common import source_logits
+
+    common = {"data": ctx.data_text, "seed": ctx.seed}
+    run = dict(batch_size=ctx.batch_size, device=ctx.device, precision=ctx.precision, seed=ctx.seed,
+               progress_bar=ctx.progress_bar)
+    logits, y = source_logits(model, ctx.sel, None, desc=f"clean {name}", **run)
+    if "accuracy" in ctx.chosen:
+        rows.add(name, "clean_acc", float((logits.argmax(1) == y).double().mean()), len(y), {**common, "n": len(y)})
+    if "ece" in ctx.chosen:
+        probs = softmax(logits)
+        ece = expected_calibration_error(probs, y.numpy(), ctx.ece_bins)
+        rows.add(name, "ece", ece, len(y), {**common, "n": len(y), "bins": ctx.ece_bins, "binning": "equal-width",
+                                            "confidence": "top-label softmax (T=1)"})
+        if ctx.figures is not None and is_main_process():
+            conf, ok = confidences(probs, y.numpy())
+            plot_reliability_diagram(calibration_bins(conf, ok, ctx.ece_bins), ctx.figures,
+                                     name=f"reliability-{slug(name)}", title=f"{name} on {ctx.data_text} (n={len(y)})")
+    if "ood" in ctx.chosen:
+        t = float(getattr(model, "temperature", 1.0))
+        ins = ood_scores(logits, t)
+        for label, src in ctx.ood_sets:
+            out_logits, _ = source_logits(model, ctx.sel, src, desc=f"ood {label} {name}", **run)
+            outs = ood_scores(out_logits, t)
+            for score_name, what in (("energy", f"-E(x), T={t:g}"), ("msp", "max softmax (T=1)")):
+                rows.add(name, f"auroc_{score_name}:{label}", auroc(ins[score_name], outs[score_name]), len(y),
+                         {**common, "n_in": len(y), "n_out": len(out_logits), "ood": label,
+                          "ood_source": src.config() | {"name": getattr(src, "name", label)}, "score": what,
+                          "positive": "in-distribution"})
+
+
+def _robust_metrics(rows: _Rows, name: str, model, ctx) -> None:
+    """PGD-20, AutoAttack and their worst case on the attacked subset."""
+    ra = robust_accuracy(model, ctx.attack_data, dataset=ctx.dataset, pgd="pgd20" in ctx.chosen,
+                         aa="autoattack" in ctx.chosen, eps=ctx.eps, step=ctx.step, steps=PGD_STEPS,
+                         restarts=ctx.restarts, norm=ctx.norm, aa_version=ctx.aa_version, aa_attacks=ctx.aa_attacks,
+                         batch_size=ctx.batch_size, device=ctx.device, precision=ctx.precision, seed=ctx.seed,
+                         checks=ctx.checks, progress_bar=ctx.progress_bar, model_name=name)
+    for key, metric in (("pgd20", "pgd20_acc"), ("autoattack", "autoattack_acc"), ("worst_case", "worst_case_acc")):
+        if key in ra.samples.columns:
+            rows.add(name, metric, ra.accuracy(key), ra.n, ra.settings[key])
+
+
+def _generation_metrics(rows: _Rows, name: str, model, ctx) -> None:
+    """FD in the reference classifier's features and FID/IS of the model's SGLD samples."""
+    sgld = ctx.sgld
+    sampler = sgld if isinstance(sgld, G.SGLDSource) else G.default_sampler(model, seed=ctx.seed, **ctx.sgld_kwargs)
+    samples = G.generate(model, ctx.n_gen, sampler=sampler, batch_size=ctx.batch_size, device=ctx.device,
+                         precision=ctx.precision, seed=ctx.seed, progress_bar=ctx.progress_bar)
+    gen = {"sampler": {k: v for k, v in sampler.config().items() if k != "record_trajectory"},
+           **({"class_gaussians_fit_on": f"{ctx.dataset} train"} if ctx.class_gaussians is not None else {}),
+           "n_samples": len(samples), "reference": ctx.data_text, "seed": ctx.seed}
+    if "fd" in ctx.chosen:
+        value, s = G.reference_fd(samples, ctx.gen_ref, feature_model=ctx.feature, dataset=ctx.dataset,
+                                  batch_size=ctx.batch_size, device=ctx.device, precision=ctx.precision,
+                                  progress_bar=ctx.progress_bar)
+        rows.add(name, "fd_reference", value, len(samples), {**gen, **s})
+    if "fid" in ctx.chosen:
+        values, s = G.inception_metrics(samples, ctx.gen_ref, weights=ctx.inception_weights, device=ctx.device,
+                                        seed=ctx.seed)
+        rows.add(name, "fid", values["fid"], len(samples), {**gen, **s})
+        rows.add(name, "is", values["is_mean"], len(samples), {**gen, **s, "is_std": values["is_std"]})
 
 
 # ----------------------------------------------------------------------------- presentation
