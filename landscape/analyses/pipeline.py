@@ -63,13 +63,13 @@ def analyse(energies: pd.DataFrame, *, trajectories: pd.DataFrame | None = None,
             sensitivity: pd.DataFrame | None = None, title: str = "Energy landscape report",
             settings: Mapping | None = None, column: str = "energy", n_boot: int = 1000, ci: float = 0.95,
             seed: int = 0, bins="fd", interval: str = "percentile", breakdowns: bool = True,
-            breakdown_n_boot: int | None = None, extra_tables: Mapping[str, pd.DataFrame] | None = None
-            ) -> AnalysisResult:
+            breakdown_n_boot: int | None = None, extra_tables: Mapping[str, pd.DataFrame] | None = None,
+            class_names=None) -> AnalysisResult:
     """The statistics of an energy table (see :mod:`landscape.analyses.stats`), as one result.
 
     With ``breakdowns``, the gap tables by class (when ``label`` is present) and by
     correctness (when ``correct`` is present) are bootstrapped ``breakdown_n_boot``
-    times (default ``n_boot``).
+    times (default ``n_boot``); ``class_names`` (the dataset's) name the classes.
     """
     validate_energy_table(energies, column)
     gaps = gap_table(energies, column=column, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval)
@@ -77,7 +77,7 @@ def analyse(energies: pd.DataFrame, *, trajectories: pd.DataFrame | None = None,
     nb = n_boot if breakdown_n_boot is None else breakdown_n_boot
     common = dict(column=column, n_boot=nb, ci=ci, seed=seed, bins=bins, interval=interval)
     if breakdowns and "label" in energies.columns:
-        tables["Gaps by class (label)"] = class_breakdown(energies, **common)
+        tables["Gaps by class (label)"] = class_breakdown(energies, class_names=class_names, **common)
     if breakdowns and "correct" in energies.columns:
         tables["Gaps by correctness of the prediction"] = correctness_breakdown(energies, **common)
     tables.update(extra_tables or {})

@@ -124,6 +124,14 @@ def sampler_sensitivity(model, name: str, x: torch.Tensor, y: torch.Tensor, keys
     return out
 
 
+def _class_names(ds) -> list[str] | None:
+    """The class names of a (possibly subset) dataset, when it has them."""
+    while hasattr(ds, "dataset") and not hasattr(ds, "classes"):
+        ds = ds.dataset
+    names = getattr(ds, "classes", None)
+    return [str(c) for c in names] if names is not None else None
+
+
 def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.PathLike, *, n: int | None = None,
                  device=None, progress_bar: bool | None = None) -> AnalysisResult:
     """Run ``config`` (an :class:`AnalysisConfig` or a TOML path) and write the report to ``out_dir``.
@@ -198,7 +206,7 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
     result = analyse(energies, trajectories=trajectories, samples=samples or None, sensitivity=sensitivity,
                      title=config.title, settings=settings, column=config.column, n_boot=config.n_boot, ci=config.ci,
                      seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
-                     breakdown_n_boot=config.breakdown_n_boot)
+                     breakdown_n_boot=config.breakdown_n_boot, class_names=_class_names(ds))
     if is_main_process():  # under torchrun every rank holds the gathered tables; rank 0 writes the report
         result.paths = write_result(out_dir, result)
     result.seconds = time.perf_counter() - start

@@ -539,14 +539,21 @@ def alignment_summary(gaps: pd.DataFrame, by: Sequence[str] = ("model",)) -> pd.
                                        "max_abs_d", "max_d_pair", "mean_abs_gap"])
 
 
-def class_breakdown(table: pd.DataFrame, column: str = "energy", **kwargs) -> pd.DataFrame:
-    """:func:`gap_table` per model and class (``label``).
+def class_breakdown(table: pd.DataFrame, column: str = "energy", class_names: Sequence[str] | None = None,
+                    **kwargs) -> pd.DataFrame:
+    """:func:`gap_table` per model and class (``label``); with ``class_names`` (index ->
+    name, e.g. the dataset's), a ``class`` column names each label.
 
     For generated sources the label is whatever the engine recorded (the label of
     the image the chain started from, or the class it was conditioned on).
     """
     validate_energy_table(table, column, extra=("label",))
-    return _sorted_within_models(gap_table(table, column=column, by=("model", "label"), **kwargs), "label")
+    out = _sorted_within_models(gap_table(table, column=column, by=("model", "label"), **kwargs), "label")
+    if class_names is not None and not out.empty:
+        names = list(class_names)
+        out.insert(out.columns.get_loc("label") + 1, "class",
+                   [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in out["label"]])
+    return out
 
 
 def correctness_breakdown(table: pd.DataFrame, column: str = "energy", **kwargs) -> pd.DataFrame:

@@ -331,3 +331,17 @@ def test_generated_and_ood_samples_have_no_accuracy():
     assert acc["clean"] == 0.5 and acc["pgd:steps=3"] == 0.5
     assert np.isnan(acc["sgld"]) and np.isnan(acc["ood:dataset=mnist"])
     assert has_labels("noise") and not has_labels("replay") and has_labels("my-own-source")
+
+
+def test_class_breakdown_names_the_classes():
+    import pandas as pd
+
+    from landscape.analyses.stats import class_breakdown
+
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({"model": "m", "source": ["clean"] * 40 + ["pgd"] * 40, "label": list(range(2)) * 40,
+                      "index": list(range(40)) * 2, "energy": rng.normal(size=80)})
+    out = class_breakdown(t, class_names=["T-shirt/top", "Trouser"], n_boot=20)
+    assert list(out["class"]) == ["T-shirt/top", "Trouser"] and list(out.columns).index("class") == \
+        list(out.columns).index("label") + 1
+    assert "class" not in class_breakdown(t, n_boot=20).columns
