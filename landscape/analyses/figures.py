@@ -47,6 +47,7 @@ __all__ = [
     "plot_sampler_sensitivity",
     "plot_gap_heatmap",
     "make_figures",
+    "provenance_note",
 ]
 
 #: fixed colours of the registered sources (from :data:`landscape.sources.REGISTRY`)
@@ -517,8 +518,9 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
         return out
 
     label = energy_label(column).split(" (")[0]
+    note = provenance_note(energies)
     stem = unique("energy_grid")
-    figs.append(ReportFigure(stem, f"{label} of every source for every model, same axis and bins.",
+    figs.append(ReportFigure(stem, f"{label} of every source for every model (each on its own axis).",
                              tuple(plot_models_grid(energies, out_dir, column=column, palette=pal, bins=bins, name=stem))))
     for m in pd.unique(energies["model"].astype(str)):
         stem = unique(f"hist_{slug(m)}")
@@ -547,4 +549,33 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
         stem = unique(f"samples_{slug(m)}")
         figs.append(ReportFigure(stem, f"{m}: {what}.",
                                  tuple(plot_sample_grid(x, out_dir, name=stem, title=f"{m}: {what.split(' (')[0]}"))))
+    if note:  # every caption says what made the samples
+        figs = [ReportFigure(f.name, f"{f.caption} {note}", f.paths) for f in figs]
     return figs
+
+
+def provenance_note(energies: pd.DataFrame) -> str:
+    """One sentence of the settings behind an energy table (from ``attrs["landscape"]``, as
+    the engine records them): each source's kind and settings (radii also as k/255),
+    precision, seed and n; empty when the table carries none."""
+    models = (energies.attrs.get("landscape") or {}).get("models") or {}
+    if not models:
+        return ""
+    first = next(iter(models.values()))
+    parts = []
+    for name, cfg in first.get("sources", {}).items():
+        kind = cfg.get("kind", name)
+        if kind == "clean":
+            continue
+        bits = []
+        if "eps" in cfg:
+            bits.append(f"{cfg.get('norm', '')} eps {cfg['eps']:.4g} ({cfg.get('eps_255', cfg['eps'] * 255):.3g}/255)".strip())
+        for key in ("step", "steps", "step_size", "noise", "init", "loss", "restarts", "dataset", "sigma"):
+            if key in ("step_size", "noise") and cfg.get("steps") == 0:
+                continue  # no chain was run
+            if key in cfg and cfg[key] is not None and not (key == "restarts" and cfg[key] == 1):
+                value = cfg[key]
+                bits.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+        parts.append(f"{name} = {display_name(kind)}" + (f" ({', '.join(bits)})" if bits else ""))
+    tail = f"{first.get('precision', '?')}, seed {first.get('seed', '?')}, n {first.get('n', '?')} per model"
+    return ("Sources: " + "; ".join(parts) + f"; {tail}.") if parts else f"Settings: {tail}."

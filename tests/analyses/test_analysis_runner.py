@@ -191,6 +191,10 @@ def test_the_runner_returns_the_result_the_report_shows(analysis, tmp_path):
     again = analyse(res.energies, n_boot=50, seed=3)
     pd.testing.assert_frame_equal(again.gaps, res.gaps)
     assert set(res.tables) == {"Gaps by class (label)", "Gaps by correctness of the prediction"}
+    assert list(res.tables["Gaps by class (label)"]["class"][:1]) == ["0"]  # digits' class names
+    # every figure caption says what made the samples (the engine's recorded settings)
+    page = res.paths["index.html"].read_text()
+    assert "pgd = PGD (Linf eps 0.1 (25.5/255), step 0.01, steps 3" in page and "seed 3, n 64 per model" in page
     assert res["seconds"] > 0 and res["index.html"].is_file()
 
 
