@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from .errors import LandscapeError
 
 __all__ = ["check_number", "check_int", "check_bool", "check_choice", "Setting", "check_settings", "defaults",
-           "describe_settings", "Int", "Real", "Choice", "Bool", "Str", "Table", "Optional", "Constraint"]
+           "describe_settings", "Int", "Real", "Choice", "Bool", "Str", "Table", "Optional", "Constraint", "toml_value"]
 
 
 def check_number(name: str, value, *, low: float | None = None, high: float | None = None,
@@ -204,10 +204,10 @@ def defaults(settings: Sequence[Setting]) -> dict[str, Any]:
 
 def describe_settings(settings: Sequence[Setting]) -> list[tuple[str, str, str, str]]:
     """``(name, accepts, default, doc)`` rows, for documentation and ``--schema``."""
-    return [(s.name, s.accepts.describe(), "(required)" if s.required else _toml(s.default), s.doc) for s in settings]
+    return [(s.name, s.accepts.describe(), "(required)" if s.required else toml_value(s.default), s.doc) for s in settings]
 
 
-def _toml(value) -> str:
+def toml_value(value) -> str:
     """A default as it is written in TOML (``true``, ``"test"``, ``{}``); ``None`` is "not set"."""
     if value is None:
         return "not set"

@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..validate import Bool, Choice, Int, Optional, Real, Setting, Str, Table, check_settings, defaults, describe_settings
+from ..validate import (Bool, Choice, Int, Optional, Real, Setting, Str, Table, check_settings, defaults,
+                        describe_settings, toml_value)
 
 __all__ = ["AnalysisConfig", "ModelSpec", "DataSpec", "SourceSpec", "load_analysis", "parse_analysis", "schema",
            "starter",
@@ -222,14 +223,12 @@ def parse_analysis(doc: dict, path: str | os.PathLike | None = None) -> Analysis
 def starter() -> str:
     """A commented starter analysis file: every key with its default and what it does
     (generated from the declarations), on the bundled Fashion-MNIST models."""
-    from ..validate import _toml
-
     def block(settings, skip=()):
         out = []
         for st in settings:
             if st.name in skip:
                 continue
-            value = _toml(st.default) if not st.required else '"..."'
+            value = toml_value(st.default) if not st.required else '"..."'
             line = f"{st.name} = {value}" if st.default is not None else f"# {st.name} = ..."
             out.append(f"{line:38s} # {st.doc}")
         return out
