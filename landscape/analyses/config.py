@@ -94,6 +94,7 @@ FIGURES = (
     Setting("trajectories", Int(low=0), 128, "samples whose energy is followed along PGD/SGLD steps (0: none)"),
     Setting("samples", Int(low=0), 64, "generated samples shown per model (0: none)"),
     Setting("sensitivity_steps", Int(low=0), 0, "length of the sampler-sensitivity chains (0: off)"),
+    Setting("kde", Bool(), False, "draw a kernel density estimate over each histogram"),
 )
 #: [sources.NAME] tables: kind, then the source's own settings (see landscape.sources)
 SOURCE = (Setting("kind", Str(), doc="clean, pgd, autoattack, replay, sgld, noise, ood, gaussian, uniform"),)
@@ -148,6 +149,7 @@ class AnalysisConfig:
     trajectories: int = _D["trajectories"]
     samples: int = _D["samples"]
     sensitivity_steps: int = _D["sensitivity_steps"]
+    kde: bool = _D["kde"]
     path: str | None = None
 
     def settings(self) -> dict[str, Any]:

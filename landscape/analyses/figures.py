@@ -190,7 +190,7 @@ def _per_group(table: pd.DataFrame, by: list[str], column: str) -> list[np.ndarr
 
 
 def _draw_hist(ax, table: pd.DataFrame, column: str, edges: np.ndarray, palette: Mapping[str, str],
-               legend: bool = True) -> None:
+               legend: bool = True, kde: bool = False) -> None:
     src = table["source"].astype(str)
     for s in order_sources(src.unique()):
         vals = _values(table[src == s], column)
@@ -201,6 +201,11 @@ def _draw_hist(ax, table: pd.DataFrame, column: str, edges: np.ndarray, palette:
         ax.hist(vals, bins=edges, density=True, histtype="stepfilled", color=c, alpha=0.28, linewidth=0)
         ax.hist(vals, bins=edges, density=True, histtype="step", color=c, linewidth=1.4, label=label)
         ax.axvline(vals.mean(), color=c, linestyle="--", linewidth=1.0)
+        if kde and vals.size > 1 and float(vals.std()) > 0:
+            from scipy.stats import gaussian_kde
+
+            grid = np.linspace(edges[0], edges[-1], 256)
+            ax.plot(grid, gaussian_kde(vals)(grid), color=c, linewidth=1.0, alpha=0.9)  # Scott's bandwidth
     ax.set_ylabel("density")
     ax.grid(alpha=0.25, linewidth=0.5)
     if legend:
@@ -209,9 +214,10 @@ def _draw_hist(ax, table: pd.DataFrame, column: str, edges: np.ndarray, palette:
 
 def plot_energy_histograms(energies: pd.DataFrame, model: str, out_dir, *, column: str = "energy",
                            palette: Mapping[str, str] | None = None, bins="fd", name: str | None = None,
-                           edges: np.ndarray | None = None) -> list[Path]:
+                           edges: np.ndarray | None = None, kde: bool = False) -> list[Path]:
     """One model: overlaid density histograms of each source's energies on shared bins
-    (the pooled range of that model's sources, :func:`shared_bin_edges` rule)."""
+    (the pooled range of that model's sources, :func:`shared_bin_edges` rule); ``kde``
+    adds a Gaussian kernel density estimate (Scott's bandwidth) of each source."""
     validate_energy_table(energies, column)
     sub = energies[energies["model"].astype(str) == str(model)]
     if sub.empty:
@@ -221,7 +227,7 @@ def plot_energy_histograms(energies: pd.DataFrame, model: str, out_dir, *, colum
         edges = shared_bin_edges(*_per_group(sub, ["source"], column), bins=bins)
     fig = _new_figure(9.0, 4.2)
     ax = fig.add_subplot()
-    _draw_hist(ax, sub, column, edges, pal)
+    _draw_hist(ax, sub, column, edges, pal, kde=kde)
     ax.set_xlabel(energy_label(column))
     ax.set_title(f"{model}: {energy_label(column).split(' (')[0]} of each source")
     return save_figure(fig, out_dir, name or f"hist_{slug(model)}")
@@ -229,7 +235,7 @@ def plot_energy_histograms(energies: pd.DataFrame, model: str, out_dir, *, colum
 
 def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
                      palette: Mapping[str, str] | None = None, bins="fd", name: str = "energy_grid",
-                     ncols: int | None = None) -> list[Path]:
+                     ncols: int | None = None, kde: bool = False) -> list[Path]:
     """All models side by side, one panel each; each panel has its own x axis and bins (chosen
     for that model's sources by the Freedman-Diaconis rule): energy scales differ between
     models by orders of magnitude, and on one shared axis the adversarially trained
@@ -249,7 +255,7 @@ def plot_models_grid(energies: pd.DataFrame, out_dir, *, column: str = "energy",
             continue
         sub = energies[energies["model"].astype(str) == models[i]]
         edges = shared_bin_edges(*_per_group(sub, ["source"], column), bins=bins)
-        _draw_hist(ax, sub, column, edges, pal, legend=False)
+        _draw_hist(ax, sub, column, edges, pal, legend=False, kde=kde)
         means = ", ".join(f"{display_name(s)} {_values(sub[sub['source'].astype(str) == s], column).mean():.1f}"
                           for s in order_sources(sub["source"].astype(str).unique())
                           if _values(sub[sub["source"].astype(str) == s], column).size)
@@ -492,7 +498,7 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
                  trajectories: pd.DataFrame | None = None, samples: Mapping[str, object] | None = None, *,
                  column: str = "energy", palette: Mapping[str, str] | None = None, bins="fd",
                  heatmap_statistics: Sequence[str] = ("gap",),
-                 sensitivity: pd.DataFrame | None = None) -> list[ReportFigure]:
+                 sensitivity: pd.DataFrame | None = None, kde: bool = False) -> list[ReportFigure]:
     """Every standard figure of a report, written into ``out_dir``.
 
     In order: the all-models grid, one histogram per model, a gap heatmap per
@@ -521,12 +527,12 @@ def make_figures(out_dir, energies: pd.DataFrame, gaps: pd.DataFrame | None = No
     note = provenance_note(energies)
     stem = unique("energy_grid")
     figs.append(ReportFigure(stem, f"{label} of every source for every model (each on its own axis).",
-                             tuple(plot_models_grid(energies, out_dir, column=column, palette=pal, bins=bins, name=stem))))
+                             tuple(plot_models_grid(energies, out_dir, column=column, palette=pal, bins=bins, name=stem, kde=kde))))
     for m in pd.unique(energies["model"].astype(str)):
         stem = unique(f"hist_{slug(m)}")
         figs.append(ReportFigure(stem, f"{m}: {label} of each source (densities on shared bins; dashed: means).",
                                  tuple(plot_energy_histograms(energies, m, out_dir, column=column, palette=pal,
-                                                              bins=bins, name=stem))))
+                                                              bins=bins, name=stem, kde=kde))))
     if gaps is not None and not gaps.empty:
         for s in heatmap_statistics:
             stem = unique(f"heatmap_{s}")

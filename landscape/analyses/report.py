@@ -578,14 +578,14 @@ def build_report(out_dir, energies: pd.DataFrame, *, trajectories: pd.DataFrame 
 
 
 def write_result(out_dir, result, *, heatmap_statistics: Sequence[str] = ("gap", "auroc"),
-                 overwrite: bool = True) -> dict[str, Path]:
+                 overwrite: bool = True, kde: bool = False) -> dict[str, Path]:
     """Draw the figures of an :class:`~landscape.analyses.pipeline.AnalysisResult` and write
     its report folder (see :func:`write_report`); computes no statistics."""
     Path(out_dir).absolute().parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".landscape-figures-") as scratch:
         figs = make_figures(scratch, result.energies, result.gaps, result.trajectories, result.samples,
                             column=result.column, bins=result.bins, heatmap_statistics=heatmap_statistics,
-                            sensitivity=result.sensitivity)
+                            sensitivity=result.sensitivity, kde=kde)
         return write_report(out_dir, result.energies, gaps=result.gaps, summary=result.summary,
                             alignment=result.alignment, figures=figs, title=result.title, settings=result.settings,
                             extra_tables=result.tables, column=result.column, overwrite=overwrite)

@@ -208,7 +208,7 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
                      seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
                      breakdown_n_boot=config.breakdown_n_boot, class_names=_class_names(ds))
     if is_main_process():  # under torchrun every rank holds the gathered tables; rank 0 writes the report
-        result.paths = write_result(out_dir, result)
+        result.paths = write_result(out_dir, result, kde=config.kde)
     result.seconds = time.perf_counter() - start
     log.info("report written to %s in %.1f s", Path(out_dir), result.seconds)
     return result

@@ -143,3 +143,11 @@ def test_heatmap_and_trajectory_and_sample_errors(tmp_path, energies, trajectori
         F.plot_sample_grid(torch.rand(2, 2, 4, 4), tmp_path)
     with pytest.raises(LandscapeError, match=r"lie in \[0, 1\], got values in \[-1, 1\]"):
         F.plot_sample_grid(torch.linspace(-1, 1, 32).view(2, 1, 4, 4), tmp_path)
+
+
+def test_histograms_can_carry_a_kernel_density_estimate(tmp_path, energies):
+    plain = F.plot_energy_histograms(energies, "jem", tmp_path / "a")
+    smooth = F.plot_energy_histograms(energies, "jem", tmp_path / "b", kde=True)
+    n_sources = energies[energies.model == "jem"]["source"].nunique()
+    count = lambda p: svg_text(p[1]).count("<path")  # noqa: E731
+    assert count(smooth) == count(plain) + n_sources  # one density curve per source
