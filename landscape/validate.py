@@ -48,7 +48,7 @@ def check_int(name: str, value, *, low: int | None = None) -> int:
 
 def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
-        raise LandscapeError(f"{name} must be True or False, got {value!r}")
+        raise LandscapeError(f"{name} must be true or false, got {value!r}")
     return value
 
 

@@ -261,7 +261,31 @@ def schema() -> str:
         table = f"[{section}]" if section and section != "models" else ("[[models]]" if section else "(top level)")
         for name, accepts, default, doc in describe_settings(settings):
             lines.append(f"| `{table}` | `{name}` | {accepts} | {default} | {doc} |")
+    lines += ["", "Each `[sources.NAME]` table takes `kind` and that source's own settings (PGD's and "
+              "AutoAttack's `eps` and `step` default to the dataset's; radii may be written `\"8/255\"`):", "",
+              "| kind | setting | default |", "|---|---|---|"]
+    for kind, setting, default in source_settings_table():
+        lines.append(f"| `{kind}` | `{setting}` | {default} |")
     return "\n".join(lines)
+
+
+def source_settings_table() -> list[tuple[str, str, str]]:
+    """``(kind, setting, default)`` of every registered source's constructor arguments."""
+    import inspect
+
+    from ..sources import REGISTRY, source_settings
+
+    rows = []
+    for k in REGISTRY:
+        params = inspect.signature(k.cls.__init__).parameters
+        for name in source_settings(k.cls):
+            if name in ("record_trajectory", "buffer", "class_gaussians"):
+                continue  # set by the toolkit, not in a file
+            default = params[name].default
+            shown = "the dataset's" if k.name in ("pgd", "autoattack") and name in ("eps", "step") else (
+                "(required)" if default is inspect.Parameter.empty else toml_value(default))
+            rows.append((k.name, name, shown))
+    return rows
 
 
 def load_analysis(path: str | os.PathLike) -> AnalysisConfig:

@@ -30,8 +30,6 @@ def run(args) -> int:
         from ..analyses.config import schema
 
         print(schema())
-        print("\n[sources.NAME] tables take kind and that source's own settings: "
-              "see README 'Scoring energies' (a key it does not take is an error naming the ones it does).")
         return 0
     if args.init:
         from ..analyses.config import starter

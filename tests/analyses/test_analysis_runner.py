@@ -217,3 +217,14 @@ def test_init_writes_a_commented_starter_that_parses(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "--init", str(path)]) == 2  # never overwritten
     assert "exists" in capsys.readouterr().err and path.read_text() == text
+
+
+def test_the_schema_lists_every_sources_own_settings():
+    from landscape.analyses.config import schema
+    from landscape.sources import REGISTRY
+
+    text = schema()
+    for k in REGISTRY:
+        if k.name != "clean":  # clean takes no settings
+            assert f"| `{k.name}` |" in text, k.name
+    assert "| `pgd` | `eps` | the dataset's |" in text and "| `sgld` | `steps` | 20 |" in text

@@ -273,7 +273,7 @@ def test_for_dataset_uses_the_defaults_table():
     ({"steps": -1}, r"steps must be an integer >= 0, got -1"),
     ({"restarts": 0}, r"restarts must be an integer >= 1, got 0"),
     ({"loss": "dlr"}, r"loss must be one of 'ce', 'energy', 'conditional', got 'dlr'"),
-    ({"random_start": "yes"}, r"random_start must be True or False, got 'yes'"),
+    ({"random_start": "yes"}, r"random_start must be true or false, got 'yes'"),
 ])
 def test_bad_hyper_parameters_give_one_line_errors(kwargs, message):
     with pytest.raises(LandscapeError, match=message) as info:

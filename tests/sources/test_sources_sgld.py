@@ -333,7 +333,7 @@ def test_repr_config_and_init_inference(gaussians):
     ({"init": "buffer"}, r"init='buffer' needs buffer= a ReplayBuffer, got none"),
     ({"init": "gaussian"}, r"init='gaussian' needs class_gaussians="),
     ({"buffer": "b"}, r"buffer must be a ReplayBuffer, got str"),
-    ({"conditional": 1}, r"conditional must be True or False, got 1"),
+    ({"conditional": 1}, r"conditional must be true or false, got 1"),
 ])
 def test_sgld_errors(kwargs, message):
     with pytest.raises(LandscapeError, match=message):
