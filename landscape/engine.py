@@ -527,16 +527,34 @@ def describe_source(src) -> dict:
     return cfg
 
 
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def _file_hash(path) -> str | None:
+    """SHA-256 of a checkpoint file, computed once per (path, size, mtime) in this process."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        from .utils import file_sha256
+
+        _FILE_HASHES[key] = file_sha256(path)
+    return _FILE_HASHES[key]
+
+
 def provenance(model, data, sources: Mapping[str, object], *, precision: str, seed: int) -> dict:
-    """What made an energy table: the model (file hash, or a hash of its weights), the data, every
-    source's settings, precision, seed and toolkit version. Stored in ``table.attrs["landscape"]``
-    (and so in the Parquet file's metadata)."""
+    """What made an energy table: the model (its file and the file's SHA-256, computed once per
+    file), the data, every source's settings, precision, seed and toolkit version. Stored in
+    ``table.attrs["landscape"]`` (and so in the Parquet file's metadata). Cheap: the weights of
+    a model that did not come from a file are not hashed here (the cache key does that)."""
     sel = selection(data)
     meta = getattr(model, "metadata", {}) or {}
+    path = meta.get("path") or meta.get("source")
     return {
         "model_file": str(meta.get("source", "")) or None,
-        "model_sha256": meta.get("sha256") or None,
-        "model_fingerprint": model_fingerprint(model)[:16],
+        "model_sha256": meta.get("sha256") or (_file_hash(path) if path else None),
         "family": meta.get("family"),
         "data": sel.describe(), "n": len(sel),
         "precision": precision, "seed": int(seed), "toolkit_version": __version__,
