@@ -491,8 +491,7 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
         parts = collect(model, sel, todo, keep=record, record_n=record_n, checks=checks, distributed=distributed,
                         **common)
         for sname, part in parts.items():
-            table = pd.DataFrame({k: part[k] for k in ("index", "label", "prediction", "energy",
-                                                       "conditional_energy")})
+            table = pd.DataFrame({k: part[k] for k in _COLUMNS})
             table.insert(3, "correct", table["prediction"].to_numpy() == table["label"].to_numpy())
             table.insert(0, "source", sname)
             table.insert(0, "model", name)

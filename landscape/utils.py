@@ -111,13 +111,7 @@ def check_output_file(path: str | os.PathLike, what: str = "--out", suffixes: tu
     if path.is_dir():
         raise LandscapeError(f"{what} {str(path)!r} is a folder; expected a file path"
                              + (f" such as {str(path / ('out' + suffixes[0]))!r}" if suffixes else ""))
-    parent = path.absolute().parent
-    if parent.exists():
-        if not parent.is_dir():
-            raise LandscapeError(f"cannot write {what} {str(path)!r}: {parent} is a file, not a folder")
-        _probe_writable(parent, path, what)
-    else:
-        _probe_writable(_existing_ancestor(path, what), path, what)
+    _probe_writable(_existing_ancestor(path, what), path, what)
     return path
 
 

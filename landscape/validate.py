@@ -114,9 +114,7 @@ class Choice(Constraint):
 
 class Bool(Constraint):
     def check(self, name, value):
-        if not isinstance(value, bool):
-            raise LandscapeError(f"{name} must be true or false, got {value!r}")
-        return value
+        return check_bool(name, value)
 
     def describe(self):
         return "true or false"

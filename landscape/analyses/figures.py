@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandscapeError
-from ..sources import REGISTRY
+from ..sources import REGISTRY, source_kind
 from ..utils import atomic_path, slug
 from .stats import STATISTICS, order_sources, shared_bin_edges, validate_energy_table
 
@@ -94,14 +94,9 @@ class ReportFigure:
 
 # -- colours and labels ----------------------------------------------------------------
 
-def _kind(source: str) -> str:
-    """The registered kind of a source label: ``"pgd:steps=20"`` -> ``"pgd"`` (a spec's name)."""
-    return str(source).split(":", 1)[0]
-
-
 def source_color(source: str) -> str:
-    """The colour of one source: fixed for registered sources (and specs of them, such as
-    ``pgd:steps=20``), a hash of the name otherwise."""
+    """The colour of one source: fixed for registered sources, a hash of the name otherwise
+    (:func:`source_palette` also gives a spec such as ``pgd:steps=20`` its kind's colour)."""
     source = str(source)
     if source in SOURCE_COLORS:
         return SOURCE_COLORS[source]
@@ -115,8 +110,9 @@ def source_palette(sources: Iterable) -> dict[str, str]:
     names = order_sources(sources)
     palette = {s: SOURCE_COLORS[s] for s in names if s in SOURCE_COLORS}
     for s in names:  # a spec of a registered source takes its colour unless that colour is taken
-        if s not in palette and _kind(s) in SOURCE_COLORS and SOURCE_COLORS[_kind(s)] not in palette.values():
-            palette[s] = SOURCE_COLORS[_kind(s)]
+        kind = source_kind(s)
+        if s not in palette and kind is not None and kind.color not in palette.values():
+            palette[s] = kind.color
     used: set[str] = set(palette.values())
     for s in sorted(s for s in names if s not in palette):
         slot = zlib.crc32(s.encode("utf-8")) % len(FALLBACK_COLORS)

@@ -152,17 +152,15 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
         config = replace(config, data=replace(config.data, n=n))
     dev = resolve_device(device or config.device)
     sources = build_sources(config)  # validate every source before any work
-    from ..checkpoints.describe import inspect_checkpoint
+    from ..checkpoints.describe import check_loadable
     from .report import check_report_target
 
     check_report_target(out_dir)  # and the output folder
     for spec in config.models:  # and every model's file (read safely, nothing is built or run)
         try:
-            problem = inspect_checkpoint(spec.checkpoint, family=spec.family, **spec.options).metadata.get("problem")
+            check_loadable(spec.checkpoint, family=spec.family, **spec.options)
         except LandscapeError as exc:
-            problem = str(exc)
-        if problem:
-            raise CheckpointError(f"model {spec.name!r}: {problem}")
+            raise CheckpointError(f"model {spec.name!r}: {exc}") from None
     ds = load_dataset(config.data.name, config.data.split, root=config.data.root, download=config.data.download)
     if config.data.n is not None:
         ds = subset(ds, min(config.data.n, len(ds)), seed=config.seed)

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LandscapeError
-from ..sources import REGISTRY
+from ..sources import REGISTRY, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,12 @@ def validate_energy_table(table: pd.DataFrame, column: str = "energy",
         raise LandscapeError("energy table is empty (0 rows)")
 
 
-_ROLES = {k.name: k.role for k in REGISTRY}
-
-
 def has_labels(source: str) -> bool:
     """Whether a source's samples keep the true class of the image they came from (clean,
     adversarial, corrupted: yes; generated and out-of-distribution samples: no). Unknown
     sources are taken to keep it."""
-    return _ROLES.get(str(source).split(":", 1)[0], "reference") not in ("generated", "out-of-distribution")
+    kind = source_kind(source)
+    return kind is None or kind.role not in ("generated", "out-of-distribution")
 
 
 def order_sources(sources: Iterable) -> list[str]:
@@ -148,8 +146,8 @@ def order_sources(sources: Iterable) -> list[str]:
     rank = {k: i for i, k in enumerate(KNOWN_SOURCES)}
 
     def place(s: str):  # registered names, and specs of them ("pgd:steps=20"), in the registry's order
-        kind = s if s in rank else s.split(":", 1)[0]
-        return (rank[kind], s not in rank) if kind in rank else (len(rank), False)
+        kind = source_kind(s)
+        return (rank[kind.name], s != kind.name) if kind is not None else (len(rank), False)
 
     return sorted(seen, key=lambda s: place(s))  # stable: the rest keep their order of appearance
 

@@ -23,7 +23,7 @@ from .resolve import resolve_source
 from .identify import identify
 from .safety import safe_torch_load, sniff_format
 
-__all__ = ["CheckpointInfo", "inspect_checkpoint"]
+__all__ = ["CheckpointInfo", "inspect_checkpoint", "check_loadable"]
 
 
 @dataclass
@@ -87,6 +87,16 @@ def inspect_checkpoint(source, family: str | None = None, **overrides) -> Checkp
         return _inspect_state(info, path, Unwrapped(safetensors_meta(path)), src.family, opts)
     obj = safe_torch_load(path, mmap=True)
     return _inspect_state(info, path, unwrap(obj, str(path), opts.state_key), src.family, opts)
+
+
+def check_loadable(source, family: str | None = None, **overrides) -> CheckpointInfo:
+    """:func:`inspect_checkpoint`, raising :class:`CheckpointError` when the file would not
+    load (the checks a command runs on every model before any work starts)."""
+    info = inspect_checkpoint(source, family=family, **overrides)
+    problem = info.metadata.get("problem")
+    if problem:
+        raise CheckpointError(f"{info.source} cannot be loaded: {problem}")
+    return info
 
 
 def _inspect_native(info: CheckpointInfo, path: Path, header: dict) -> CheckpointInfo:

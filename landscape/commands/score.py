@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoints.describe import inspect_checkpoint
+    from ..checkpoints.describe import check_loadable
     from ..data import load_dataset, subset
     from ..engine import merge_tables, score
     from ..errors import LandscapeError
@@ -54,9 +54,7 @@ def run(args) -> int:
         raise LandscapeError(f"--name labels must differ, got {names}")
     options = {k: v for k, v in (("threat_model", args.threat_model),) if v}
     for source in args.models:  # every input is checked before any model runs
-        problem = inspect_checkpoint(source, family=args.family, **options).metadata.get("problem")
-        if problem:
-            raise LandscapeError(f"{source} cannot be loaded: {problem}")
+        check_loadable(source, family=args.family, **options)
     ds = load_dataset(args.data, args.split, root=args.root)
     if args.n is not None:
         ds = subset(ds, min(args.n, len(ds)), seed=args.seed)

@@ -1,5 +1,6 @@
-"""Helpers shared by the evaluation modules: data selections, and the model passes they need
-(all run by the engine's one batch loop, :func:`landscape.engine.collect`).
+"""Helpers shared by the evaluation modules: subsets, and the model passes they need (run by
+the engine's one batch loop, :func:`landscape.engine.collect`; selections and model names
+are the engine's :func:`~landscape.engine.selection` and :func:`~landscape.engine.default_model_name`).
 
 Not part of the public API.
 """
@@ -11,17 +12,11 @@ import logging
 import torch
 
 from ..energy import EnergyModel
-from ..engine import Selection, collect, default_model_name
-from ..engine import selection as _selection
+from ..engine import Selection, collect
 from ..errors import LandscapeError
 from ..sources import Clean
 
 log = logging.getLogger(__name__)
-
-
-def selection(data) -> Selection:
-    """The engine's :class:`~landscape.engine.Selection` of ``data`` (a Dataset or an ``(x, y)`` tuple)."""
-    return _selection(data)
 
 
 def take(data, n: int | None, seed: int):
@@ -35,11 +30,6 @@ def take(data, n: int | None, seed: int):
         idx = torch.randperm(len(data[0]), generator=g)[:n].sort().values
         return data[0][idx], data[1][idx]
     return subset(data, min(int(n), len(data)), seed=seed)
-
-
-def model_name(model: EnergyModel) -> str:
-    """The name of a model in tables (as :func:`landscape.engine.score` names it)."""
-    return default_model_name(model)
 
 
 def source_logits(model: EnergyModel, sel: Selection, source=None, *, batch_size: int = 256, device=None,

@@ -101,7 +101,7 @@ def parse_metrics(metrics) -> list[str]:
 
 def _models(models) -> list[tuple[str, EnergyModel]]:
     from ..checkpoints.load import load_model
-    from ._common import model_name
+    from ..engine import default_model_name as model_name
 
     if isinstance(models, (EnergyModel, str, os.PathLike)):
         models = [models]
@@ -191,7 +191,8 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
         the long table (columns :data:`COLUMNS`), models in the given order, metrics
         in table order.
     """
-    from ._common import selection, take
+    from ..engine import selection
+    from ._common import take
 
     chosen = parse_metrics(metrics)
     seed = check_int("seed", seed)

@@ -201,7 +201,7 @@ def reference_classifier(dataset: str | None = "fashion-mnist", path=None, devic
 def _describe_feature_model(model: EnergyModel) -> dict:
     from ..cache import model_fingerprint
 
-    from ._common import model_name
+    from ..engine import default_model_name as model_name
 
     meta = getattr(model, "metadata", {}) or {}
     src = meta.get("source")
@@ -287,7 +287,8 @@ def generate(model: EnergyModel, n: int, *, sampler=None, batch_size: int = 256,
     ``labels`` (``n`` integers) are passed to conditional samplers (default: ``i mod K``).
     """
     from ..sources import Source
-    from ._common import selection, source_samples
+    from ..engine import selection
+    from ._common import source_samples
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise LandscapeError(f"the number of generated samples must be a positive integer, got {n!r}")

@@ -137,7 +137,7 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
         a :class:`RobustAccuracy`.
     """
     from ..engine import score
-    from ._common import selection
+    from ..engine import selection
 
     if not (pgd or aa):
         raise LandscapeError("robust_accuracy needs at least one attack: pgd=True or aa=True")
@@ -161,7 +161,7 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
                                   "eps": src.eps, "n": len(sel), "data": sel.describe(), "seed": seed,
                                   "batch_size": batch_size, "package": f"pyautoattack {_package_version('pyautoattack')}"}
     if model_name is None:
-        from ._common import model_name as _name
+        from ..engine import default_model_name as _name
 
         model_name = _name(model)
     table = score(model, data, sources, model_name=model_name, batch_size=batch_size, device=device,

@@ -79,9 +79,14 @@ REGISTRY: tuple[SourceKind, ...] = (
 SOURCES = {k.name: k.cls for k in REGISTRY}
 
 
-def source_kind(name: str) -> SourceKind | None:
-    """The registry entry of a source name (``None`` for a name that is not registered)."""
-    return next((k for k in REGISTRY if k.name == name), None)
+_BY_NAME = {k.name: k for k in REGISTRY}
+
+
+def source_kind(label: str) -> SourceKind | None:
+    """The registry entry of a source label: a registered name (``"pgd"``) or a spec of one
+    (``"pgd:steps=20"``); ``None`` for anything else."""
+    label = str(label)
+    return _BY_NAME.get(label) or _BY_NAME.get(label.split(":", 1)[0])
 
 
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
