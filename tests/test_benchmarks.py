@@ -57,3 +57,11 @@ def test_device_check_runs_on_the_cpu_and_prints_every_ratio(tmp_path):
     assert keys == {"scoring", "peak_share", "pgd_bound", "sgld_bound", "torchattacks", "ebjdat_bound"}
     measured = {r["key"]: r["value"] for r in doc["ratios"] if r["value"] is not None}
     assert all(v > 0 for v in measured.values()) and {"scoring", "pgd_bound", "sgld_bound", "ebjdat_bound"} <= set(measured)
+
+
+@pytest.mark.slow
+def test_channels_last_benchmark_prints_its_ratios_and_agreement():
+    out = run("channels_last.py", "--n", "64", "--batch-size", "32", "--repeat", "1", "--threads", "1")
+    for label in ("(1) forward", "(2) forward + input gradient", "(3) robust_accuracy, PGD-20 eps 0.02, n=64"):
+        assert label in out, out
+    assert "target <= 1: ok" in out, out

@@ -33,8 +33,8 @@ def take(data, n: int | None, seed: int):
 
 
 def source_logits(model: EnergyModel, sel: Selection, source=None, *, batch_size: int = 256, device=None,
-                  precision: str = "fp32", seed: int = 0, progress_bar: bool | None = None,
-                  desc: str = "logits") -> tuple[torch.Tensor, torch.Tensor]:
+                  precision: str = "fp32", channels_last: bool = False, seed: int = 0,
+                  progress_bar: bool | None = None, desc: str = "logits") -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 CPU logits of the samples ``source`` makes from ``sel`` (``None``: the clean images), and the labels.
 
     Run by the engine's batch loop (:func:`landscape.engine.collect`), so the keys,
@@ -43,15 +43,15 @@ def source_logits(model: EnergyModel, sel: Selection, source=None, *, batch_size
     if len(sel) == 0:
         raise LandscapeError("data is empty: nothing to evaluate")
     part = collect(model, sel, {desc: source if source is not None else Clean()}, keep=("logits",),
-                   batch_size=batch_size, device=device, precision=precision, channels_last=False, seed=seed,
-                   progress_bar=progress_bar, label=desc, distributed=None)[desc]
+                   batch_size=batch_size, device=device, precision=precision, channels_last=bool(channels_last),
+                   seed=seed, progress_bar=progress_bar, label=desc, distributed=None)[desc]
     return part["logits"], torch.as_tensor(part["label"])
 
 
 def source_samples(model: EnergyModel, sel: Selection, source, *, batch_size: int = 256, device=None,
-                   precision: str = "fp32", seed: int = 0, progress_bar: bool | None = None,
-                   desc: str = "samples") -> torch.Tensor:
+                   precision: str = "fp32", channels_last: bool = False, seed: int = 0,
+                   progress_bar: bool | None = None, desc: str = "samples") -> torch.Tensor:
     """The samples (float32, CPU) ``source`` makes from ``sel``, keyed like the engine."""
     return collect(model, sel, {desc: source}, keep=("samples",), batch_size=batch_size, device=device,
-                   precision=precision, channels_last=False, seed=seed, progress_bar=progress_bar,
+                   precision=precision, channels_last=bool(channels_last), seed=seed, progress_bar=progress_bar,
                    label=desc, distributed=None)[desc]["samples"]

@@ -117,8 +117,9 @@ class RobustAccuracy:
 def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True, aa: bool = True,
                     eps: float | None = None, step: float | None = None, steps: int = PGD_STEPS, restarts: int = 1,
                     norm: str = "Linf", aa_version: str = "standard", aa_attacks=None, batch_size: int = 256,
-                    device=None, precision: str = "fp32", seed: int = 0, checks: str = "error",
-                    progress_bar: bool | None = None, model_name: str | None = None) -> RobustAccuracy:
+                    device=None, precision: str = "fp32", channels_last: bool | None = None, seed: int = 0,
+                    checks: str = "error", progress_bar: bool | None = None,
+                    model_name: str | None = None) -> RobustAccuracy:
     """PGD-20 and AutoAttack robust accuracy of ``model`` on every sample of ``data``.
 
     Args:
@@ -129,7 +130,9 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
         pgd, aa: which attacks to run.
         eps, step, steps, restarts, norm: the PGD settings (eps also AutoAttack's), pixel units.
         aa_version, aa_attacks: AutoAttack version (``"custom"`` with a list of attacks).
-        batch_size, device, precision, seed, checks: as :func:`landscape.engine.score`.
+        batch_size, device, precision, channels_last, seed, checks: as :func:`landscape.engine.score`
+            (channels-last is recorded in the attacks' settings when on: it changes float
+            rounding, not the attack).
             AutoAttack draws its random starts per batch, so its result depends
             on ``batch_size`` (recorded in its settings); PGD's does not.
 
@@ -165,8 +168,12 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
 
         model_name = _name(model)
     table = score(model, data, sources, model_name=model_name, batch_size=batch_size, device=device,
-                  precision=precision, seed=seed, cache=False, checks=checks, distributed=None,
-                  progress_bar=progress_bar)
+                  precision=precision, channels_last=channels_last, seed=seed, cache=False, checks=checks,
+                  distributed=None, progress_bar=progress_bar)
+    if (precision == "bf16") if channels_last is None else channels_last:
+        for name in sources:
+            if name != "clean":
+                settings[name]["channels_last"] = True
     clean = table[table["source"] == "clean"].reset_index(drop=True)
     out = pd.DataFrame({"index": clean["index"].to_numpy(), "label": clean["label"].to_numpy(),
                         "clean": clean["correct"].to_numpy(bool)})

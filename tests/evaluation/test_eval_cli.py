@@ -114,6 +114,20 @@ def test_cli_eval_prints_json_and_writes_files(trained_digits_model, tmp_path, c
     assert "clean (%)" in capsys.readouterr().out
 
 
+def test_cli_eval_channels_last_is_recorded_with_the_attack(trained_digits_model, tmp_path, capsys):
+    path = tmp_path / "digits-cnn.safetensors"
+    landscape.save_model(trained_digits_model, path, dataset="digits")
+    args = ["--no-progress", "eval", str(path), "--data", "digits", "--n", "40", "--n-attack", "16",
+            "--metrics", "accuracy,pgd20", "--json"]
+    assert main([*args, "--channels-last"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert [r["metric"] for r in fast] == ["clean_acc", "pgd20_acc"]
+    assert fast[1]["settings"]["channels_last"] is True and "channels_last" not in plain[1]["settings"]
+    assert fast[0]["value"] == plain[0]["value"] and abs(fast[1]["value"] - plain[1]["value"]) <= 1 / 16
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--metrics", "accuracy,bogus"], "metrics must be 'all' or a list out of"),
     (["--out", "table.xlsx"], "--out must end in .csv or .json"),

@@ -79,3 +79,20 @@ def test_autoattack_standard_is_not_weaker_than_pgd20(trained_digits_model):
     assert r.settings["autoattack"]["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert r.accuracy("autoattack") < r.accuracy("clean")
     assert not (s["autoattack"] & ~s["pgd20"]).any()
+
+
+def test_channels_last_changes_float_rounding_not_results(trained_digits_model, digits_test):
+    model = trained_digits_model
+    conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # in_channels > 1: the formats differ
+    plain = robust_accuracy(model, digits_test, aa_version="custom", aa_attacks=["apgd-ce"], batch_size=12)
+    fast = robust_accuracy(model, digits_test, aa_version="custom", aa_attacks=["apgd-ce"], batch_size=12,
+                           channels_last=True)
+    # recorded where it was on, absent where it was off (older tables stay as they were)
+    assert fast.settings["pgd20"]["channels_last"] is True and fast.settings["autoattack"]["channels_last"] is True
+    assert "channels_last" not in plain.settings["pgd20"] and "channels_last" not in plain.settings["autoattack"]
+    assert (fast.samples["clean"] == plain.samples["clean"]).all()
+    # other kernels round differently, which may flip a sample on the decision boundary: at most one of 24
+    for column in ("pgd20", "autoattack"):
+        assert (fast.samples[column] != plain.samples[column]).sum() <= 1
+    # the model is handed back as it came: contiguous weights, eval/train flag unchanged
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
