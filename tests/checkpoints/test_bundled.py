@@ -46,6 +46,9 @@ def test_the_recipe_reproduces_the_bundled_run(name):
     recipe = load_recipe(f"fmnist-{name}").to_dict()
     differ = {k: (v, recipe[k]) for k, v in stored.items() if k != "notes" and recipe.get(k) != v}
     assert differ == {}
+    # and the notes the file carries are the recipe's (`checkpoints info` shows them beside the config):
+    # after editing a recipe's notes, run checkpoints/fmnist/sync_notes.py and update the manifest's sha256
+    assert stored["notes"] == recipe["notes"], "run checkpoints/fmnist/sync_notes.py"
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
