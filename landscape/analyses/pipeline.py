@@ -73,14 +73,13 @@ def analyse(energies: pd.DataFrame, *, trajectories: pd.DataFrame | None = None,
     """
     validate_energy_table(energies, column)
     gaps = gap_table(energies, column=column, n_boot=n_boot, ci=ci, seed=seed, bins=bins, interval=interval)
-    tables: dict[str, pd.DataFrame] = {}
+    tables: dict[str, pd.DataFrame] = dict(extra_tables or {})  # the caller's tables first, then the breakdowns
     nb = n_boot if breakdown_n_boot is None else breakdown_n_boot
     common = dict(column=column, n_boot=nb, ci=ci, seed=seed, bins=bins, interval=interval)
     if breakdowns and "label" in energies.columns:
         tables["Gaps by class (label)"] = class_breakdown(energies, class_names=class_names, **common)
     if breakdowns and "correct" in energies.columns:
         tables["Gaps by correctness of the prediction"] = correctness_breakdown(energies, **common)
-    tables.update(extra_tables or {})
     return AnalysisResult(energies=energies, gaps=gaps, summary=describe(energies, column=column),
                           alignment=alignment_summary(gaps), tables=tables, trajectories=trajectories,
                           samples=samples, sensitivity=sensitivity, title=title, settings=dict(settings or {}),

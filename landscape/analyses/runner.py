@@ -29,6 +29,7 @@ from ..energy import eval_mode
 from ..engine import dataset_indices, merge_tables, score
 from ..precision import autocast
 from ..errors import CheckpointError, ConfigError, LandscapeError
+from ..checkpoints.describe import TRAINING_COLUMNS, training_summary
 from ..checkpoints.load import load_model
 from ..sources import SGLD, Replay, create_source
 from ..utils import is_main_process, resolve_device
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 __all__ = ["run_analysis", "build_sources"]
 
 ITERATIVE = ("pgd", "sgld")
+#: the report's table of how each model was trained (:func:`landscape.checkpoints.describe.training_summary`)
+MODELS_TITLE = "How each model was trained (from its file's header; files of other code bases do not record it)"
 
 
 def build_sources(config: AnalysisConfig, record_trajectory: bool = False) -> dict:
@@ -168,10 +171,11 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
     follow_pos = list(range(n_follow))
     follow_keys = torch.as_tensor(dataset_indices(ds)[follow_pos], dtype=torch.int64)
 
-    tables, traj_frames, samples, sens_frames = [], [], {}, []
+    tables, traj_frames, samples, sens_frames, trained = [], [], {}, [], []
     for spec in config.models:
         log.info("analysing model %s (%s)", spec.name, spec.checkpoint)
         model = load_model(spec.checkpoint, family=spec.family, **spec.options)
+        trained.append({"model": spec.name, **training_summary(model.metadata)})
         mine = {k: s for k, s in sources.items() if applies(s, model)}
         for k in sources.keys() - mine.keys():
             log.info("model %s has no replay buffer: source %r skipped", spec.name, k)
@@ -204,7 +208,8 @@ def run_analysis(config: AnalysisConfig | str | os.PathLike, out_dir: str | os.P
     result = analyse(energies, trajectories=trajectories, samples=samples or None, sensitivity=sensitivity,
                      title=config.title, settings=settings, column=config.column, n_boot=config.n_boot, ci=config.ci,
                      seed=config.seed, interval=config.interval, breakdowns=config.breakdowns,
-                     breakdown_n_boot=config.breakdown_n_boot, class_names=_class_names(ds))
+                     breakdown_n_boot=config.breakdown_n_boot, class_names=_class_names(ds),
+                     extra_tables={MODELS_TITLE: pd.DataFrame(trained, columns=["model", *TRAINING_COLUMNS])})
     if is_main_process():  # under torchrun every rank holds the gathered tables; rank 0 writes the report
         result.paths = write_result(out_dir, result, kde=config.kde)
     result.seconds = time.perf_counter() - start

@@ -23,7 +23,7 @@ from .resolve import resolve_source
 from .identify import identify
 from .safety import safe_torch_load, sniff_format
 
-__all__ = ["CheckpointInfo", "inspect_checkpoint", "check_loadable"]
+__all__ = ["CheckpointInfo", "inspect_checkpoint", "check_loadable", "training_summary", "TRAINING_COLUMNS"]
 
 
 @dataclass
@@ -182,3 +182,58 @@ def _inspect_zoo(info: CheckpointInfo, zm) -> CheckpointInfo:
     except Exception:  # some zoo constructors do real work at build time; the count is optional
         pass
     return info
+
+
+#: the columns of :func:`training_summary`, in order
+TRAINING_COLUMNS = ("family", "objective", "epochs", "adversarial search", "SGLD sampler", "energy regulariser",
+                    "selected")
+_NOT_RECORDED = "not recorded"
+
+
+def _num(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def training_summary(metadata) -> dict:
+    """How a model was trained, in a few words per column (:data:`TRAINING_COLUMNS`), from
+    its metadata (a native file's header, as ``model.metadata``).
+
+    Native files written by ``landscape train`` record their whole config; files of other
+    code bases (JEM-family, RobustBench...) do not, and say so. Energy regularisers are
+    named with the samples they act on, so a report states what shaped each landscape.
+    """
+    meta = dict(metadata or {})
+    row = dict.fromkeys(TRAINING_COLUMNS, _NOT_RECORDED)
+    row["family"] = str(meta.get("family") or "unknown")
+    cfg = (meta.get("training") or {}).get("config") if isinstance(meta.get("training"), dict) else None
+    if not isinstance(cfg, dict):
+        return row
+    objective = str(cfg.get("objective", "?"))
+    if objective == "ebjdat":
+        objective += f" (inner: {cfg.get('inner', '?')}, weights: {cfg.get('weight_preset', '?')})"
+    row["objective"] = objective
+    row["epochs"] = _num(cfg.get("epochs", "?"))
+    searched = cfg.get("objective") in ("pgdat", "trades", "ebjdat")
+    row["adversarial search"] = (
+        f"{cfg.get('attack_norm', 'Linf')} eps {_num(cfg.get('eps', '?'))}, {_num(cfg.get('attack_steps', '?'))} steps "
+        f"of {_num(cfg.get('attack_step', '?'))}" + (", bf16" if cfg.get("attack_bf16") else ", fp32")
+        if searched else "none")
+    weights = dict(cfg.get("weights") or {})
+    sampled = cfg.get("objective") in ("jem", "ebjdat") or "px" in weights
+    row["SGLD sampler"] = (
+        f"{_num(cfg.get('sgld_steps', '?'))} steps (step {_num(cfg.get('sgld_step_size', '?'))}, noise "
+        f"{_num(cfg.get('sgld_noise', '?'))}), {_num(cfg.get('n_negatives', '?'))} chains from a buffer of "
+        f"{_num(cfg.get('buffer_size', '?'))} ({_num(cfg.get('reinit_prob', '?'))} re-init from "
+        f"{cfg.get('buffer_init', '?')})" if sampled else "none")
+    l2 = weights.get("energy_l2")
+    row["energy regulariser"] = (f"energy_l2 {_num(l2)}: mean E(x+)^2 + mean E(x-)^2 (data and SGLD samples)"
+                                 if l2 else "none")
+    chosen = meta.get("selected_on")
+    if isinstance(chosen, dict) and chosen:
+        score = chosen.get("score")
+        score = f"{score:.3f}" if isinstance(score, float) else _num(score)
+        row["selected"] = f"epoch {chosen.get('epoch', '?')}, best {chosen.get('metric', '?')} ({score})"
+    else:
+        training = meta.get("training") or {}
+        row["selected"] = f"final (epoch {training.get('epoch', '?')})"
+    return row

@@ -77,7 +77,7 @@ def _size(n: int | None) -> str:
 def run_info(args) -> int:
     import json
 
-    from ..checkpoints.describe import inspect_checkpoint
+    from ..checkpoints.describe import inspect_checkpoint, training_summary
     from ..errors import CheckpointError
 
     overrides = {k: v for k, v in (("model_dir", args.model_dir), ("dataset", args.dataset),
@@ -119,7 +119,13 @@ def run_info(args) -> int:
     problem = meta.pop("problem", None)
     for prefix, why in meta.pop("dropped_keys", {}).items():
         lines.append(("dropped keys", f"{prefix} {why}"))
+    if isinstance(meta.get("training"), dict) and isinstance(meta["training"].get("config"), dict):
+        # the recorded training run in words first; the whole record follows under "training"
+        summary = training_summary(meta)
+        lines += [(f"trained: {k}", v) for k, v in summary.items() if k != "family"]
     for key, value in meta.items():
+        if key == "family" and value == info.family:
+            continue  # printed above
         text = json.dumps(value, default=str) if not isinstance(value, str) else value
         lines.append((key.replace("_", " "), text))
     if info.registry:

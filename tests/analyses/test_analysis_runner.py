@@ -8,7 +8,7 @@ import torch
 
 from landscape import save_model
 from landscape.analyses.config import load_analysis, parse_analysis
-from landscape.analyses.runner import run_analysis
+from landscape.analyses.runner import MODELS_TITLE, run_analysis
 from landscape.cli import main
 from landscape.energy import EnergyModel
 from landscape.errors import ConfigError
@@ -190,7 +190,12 @@ def test_the_runner_returns_the_result_the_report_shows(analysis, tmp_path):
     pd.testing.assert_frame_equal(on_disk, res.gaps.reset_index(drop=True), check_dtype=False, rtol=1e-9)
     again = analyse(res.energies, n_boot=50, seed=3)
     pd.testing.assert_frame_equal(again.gaps, res.gaps)
-    assert set(res.tables) == {"Gaps by class (label)", "Gaps by correctness of the prediction"}
+    assert list(res.tables) == [MODELS_TITLE, "Gaps by class (label)", "Gaps by correctness of the prediction"]
+    trained = res.tables[MODELS_TITLE]
+    # saved with save_model, not by the trainer: the files say what they are but not how they were trained
+    assert trained["model"].tolist() == ["trained", "fresh"] and set(trained["family"]) == {"native"}
+    assert set(trained["objective"]) == {"not recorded"}
+    assert "How each model was trained" in res.paths["index.md"].read_text()
     assert list(res.tables["Gaps by class (label)"]["class"][:1]) == ["0"]  # digits' class names
     # every figure caption says what made the samples (the engine's recorded settings)
     page = res.paths["index.html"].read_text()

@@ -1,7 +1,6 @@
 """The main job: `landscape demo` on the bundled Fashion-MNIST models."""
 
 import json
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -61,6 +60,9 @@ def test_demo_on_a_small_subset_writes_every_output(tmp_path, monkeypatch, capsy
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.tables >= 4
     assert json.loads((out / "summary.json").read_text())
+    # the report states how each model was trained, regulariser included (the same for JEM and EB-JDAT)
+    trained = [line for line in (out / "index.md").read_text().splitlines() if "energy_l2 0.05" in line]
+    assert [line.split("|")[1].strip() for line in trained] == ["jem", "eb-jdat"]
 
 
 @pytest.mark.slow

@@ -79,3 +79,24 @@ def test_floors_hold_when_measured_again_on_the_test_split(name):
         if key in res:
             assert abs(res[key] - rec[key]) <= 0.1, (key, res, rec)
     assert landscape.load_model(f"fmnist-{name}").metadata["registry"]["metrics"][metric] == rec[metric]
+
+
+def test_training_summaries_state_each_models_search_sampler_and_regulariser():
+    from landscape.checkpoints.describe import TRAINING_COLUMNS, training_summary
+
+    rows = {name: training_summary(landscape.load_model(f"fmnist-{name}").metadata) for name in NAMES}
+    assert all(list(r) == list(TRAINING_COLUMNS) for r in rows.values())
+    # issue 12: where a regulariser is used, JEM and EB-JDAT use the same one, and only on data and SGLD samples
+    assert rows["jem"]["energy regulariser"] == rows["ebjdat"]["energy regulariser"]
+    assert rows["jem"]["energy regulariser"].startswith("energy_l2 0.05") and "(data and SGLD samples)" in rows["jem"]["energy regulariser"]
+    assert rows["jem"]["SGLD sampler"] == rows["ebjdat"]["SGLD sampler"]
+    assert rows["jem"]["SGLD sampler"].startswith("20 steps") and "buffer of 2000" in rows["jem"]["SGLD sampler"]
+    assert rows["ebjdat"]["objective"] == "ebjdat (inner: saddle, weights: released)"
+    assert rows["ebjdat"]["selected"] == "final (epoch 4)" and rows["jem"]["selected"].startswith("epoch 5, best val_acc")
+    for name in ("standard", "pgdat", "trades"):
+        assert rows[name]["SGLD sampler"] == "none" and rows[name]["energy regulariser"] == "none"
+    assert rows["standard"]["adversarial search"] == "none"
+    assert rows["pgdat"]["adversarial search"] == "Linf eps 0.1, 7 steps of 0.025, fp32"
+    # metadata without a training record (a file of another code base) says so in every column
+    other = training_summary({"family": "jem"})
+    assert other["family"] == "jem" and {v for k, v in other.items() if k != "family"} == {"not recorded"}

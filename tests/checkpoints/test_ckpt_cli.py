@@ -104,3 +104,12 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
         assert err.startswith("landscape: error:") and fragment in err and err.strip().count("\n") == 0, err
     assert main(["checkpoints", "info", "no-such-checkpoint"]) == 2
     assert "not a file, an http(s) URL or a registry checkpoint name" in capsys.readouterr().err
+
+
+def test_info_says_in_words_how_a_bundled_model_was_trained(capsys):
+    info = _info(capsys, "fmnist-ebjdat")
+    assert info["trained: objective"] == "ebjdat (inner: saddle, weights: released)"
+    assert info["trained: adversarial search"] == "Linf eps 0.1, 5 steps of 0.025, fp32"
+    assert info["trained: energy regulariser"].startswith("energy_l2 0.05")
+    assert info["_text"].count("\nfamily ") + info["_text"].startswith("family ") == 1  # once, not twice
+    assert info["training"].startswith('{"config": ')  # the whole record is still there
