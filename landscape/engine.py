@@ -49,7 +49,7 @@ from .utils import progress, resolve_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["score", "Scored", "collect", "KEEP", "selection", "Selection", "COLUMNS", "PRECISIONS",
+__all__ = ["score", "Scored", "collect", "KEEP", "selection", "Selection", "COLUMNS", "PRECISIONS", "use_channels_last",
            "resolve_sources", "parse_source_spec", "dataset_indices", "default_model_name", "provenance",
            "describe_source", "merge_tables"]
 
@@ -240,7 +240,7 @@ def collect(model: EnergyModel, data, sources: Mapping[str, object], *, keep: Se
     if precision not in PRECISIONS:
         raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = resolve_device(device)
-    channels_last = precision == "bf16" if channels_last is None else channels_last
+    channels_last = use_channels_last(precision, channels_last)
     sel = selection(data)
     rank, world = _dist_info(distributed)
     everything = np.arange(len(sel)) if positions is None else np.asarray(positions, dtype=np.int64)
@@ -284,6 +284,11 @@ _COLUMNS = ("index", "label", "prediction", "energy", "conditional_energy")
 def _in_precision(device: torch.device, precision: str):
     """``precision`` exactly: bf16 autocast, or float32 even inside a caller's own autocast."""
     return autocast(device, precision) if precision == "bf16" else full_precision(device)
+
+
+def use_channels_last(precision: str, channels_last: bool | None) -> bool:
+    """Whether a pass runs in channels-last memory format: as asked, else on for bf16 only."""
+    return precision == "bf16" if channels_last is None else bool(channels_last)
 
 
 @contextlib.contextmanager
@@ -460,8 +465,7 @@ def score(model, data, sources="clean", *, model_name: str | None = None, batch_
     dev = resolve_device(device)
     if precision not in PRECISIONS:
         raise LandscapeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if channels_last is None:
-        channels_last = precision == "bf16"
+    channels_last = use_channels_last(precision, channels_last)
     sel = selection(data)
     if len(sel) == 0:
         raise LandscapeError("data is empty: nothing to score")

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from landscape.checkpoints.native import META_KEY  # noqa: E402
+from landscape.checkpoints.native import META_KEY, read_native_header  # noqa: E402
 from landscape.train import load_recipe  # noqa: E402
 from landscape.utils import atomic_path, file_sha256  # noqa: E402
 
@@ -28,10 +28,7 @@ ROOT = Path(__file__).resolve().parent
 
 def sync(name: str) -> bool:
     path = ROOT / f"{name}.safetensors"
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        header = json.loads(fh.metadata()[META_KEY])
+    header = read_native_header(path)
     training = header["metadata"]["training"]
     notes = load_recipe(f"fmnist-{name}").notes
     if training["config"].get("notes") == notes:

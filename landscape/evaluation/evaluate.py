@@ -198,7 +198,7 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
         the long table (columns :data:`COLUMNS`), models in the given order, metrics
         in table order.
     """
-    from ..engine import selection
+    from ..engine import selection, use_channels_last
     from ._common import take
 
     chosen = parse_metrics(metrics)
@@ -263,7 +263,7 @@ def evaluate(models, data, metrics=None, *, n: int | None = None, n_attack: int 
 
     ctx = SimpleNamespace(chosen=chosen, sel=sel, data_text=data_text, dataset=dataset, seed=seed,
                           batch_size=batch_size, device=device, precision=precision, progress_bar=progress_bar,
-                          channels_last=(precision == "bf16") if channels_last is None else bool(channels_last),
+                          channels_last=use_channels_last(precision, channels_last),
                           checks=checks, ece_bins=ece_bins, figures=figures, ood_sets=ood_sets, attack_data=attack_data,
                           eps=eps, step=step, restarts=restarts, norm=norm, aa_version=aa_version, aa_attacks=aa_attacks,
                           gen_ref=gen_ref, sgld=sgld, sgld_kwargs=sgld_kwargs, class_gaussians=class_gaussians,

@@ -139,8 +139,7 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
     Returns:
         a :class:`RobustAccuracy`.
     """
-    from ..engine import score
-    from ..engine import selection
+    from ..engine import score, selection, use_channels_last
 
     if not (pgd or aa):
         raise LandscapeError("robust_accuracy needs at least one attack: pgd=True or aa=True")
@@ -170,7 +169,7 @@ def robust_accuracy(model, data, *, dataset: str | None = None, pgd: bool = True
     table = score(model, data, sources, model_name=model_name, batch_size=batch_size, device=device,
                   precision=precision, channels_last=channels_last, seed=seed, cache=False, checks=checks,
                   distributed=None, progress_bar=progress_bar)
-    if (precision == "bf16") if channels_last is None else channels_last:
+    if use_channels_last(precision, channels_last):
         for name in sources:
             if name != "clean":
                 settings[name]["channels_last"] = True
